@@ -1,0 +1,41 @@
+"""The ``cifarzoo`` command line: thin typer commands that parse, call one library function and print.
+
+Each command lives in its own module and imports heavy libraries (torch) only inside its body, so
+``cifarzoo list`` and ``cifarzoo info`` never import torch.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cifarzoo.cli import models, predict
+from cifarzoo.cli._common import FriendlyErrorsGroup
+
+app = typer.Typer(
+    name="cifarzoo",
+    cls=FriendlyErrorsGroup,
+    help="A model zoo for small-image classification: list, inspect and run CIFAR/Fashion-MNIST models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command("list")(models.list_command)
+app.command("info")(models.info_command)
+app.command("predict")(predict.predict_command)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from cifarzoo import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,67 @@
+"""``cifarzoo predict``: top-k labels for image files, folders and globs."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import List, Optional
+
+import typer
+
+from cifarzoo.cli._common import format_table, print_error, write_json
+from cifarzoo.registry import DEFAULT_MODEL
+
+
+class Backend(str, Enum):
+    torch = "torch"
+
+
+def predict_command(
+    images: List[str] = typer.Argument(..., help="Image files, folders (searched recursively) or globs."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="A zoo name or a checkpoint directory."),
+    topk: int = typer.Option(5, "--topk", "-k", min=1, help="How many labels to report per image."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of a table."),
+    backend: Backend = typer.Option(Backend.torch, "--backend", help="Inference backend."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, or auto (CUDA when available)."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
+) -> None:
+    """Predict labels for images.
+
+    Images of another size than the model's input (32x32 for CIFAR, 28x28 for Fashion-MNIST) are resized by
+    the model's resize policy (see `cifarzoo info`). Real photos shrunk to 32x32 lose most of their detail and
+    classify worse than the test set suggests. Unreadable files are reported one per line on stderr; the rest
+    are still predicted, and the exit code is 1 if any file failed.
+    """
+    from cifarzoo.data.files import collect_images
+    from cifarzoo.engines.predict import TorchRunner, predict_images
+
+    collected = collect_images(images)
+    model_obj = _load_torch(model, device)
+    runner = TorchRunner(model_obj.net, device=str(next(model_obj.net.parameters()).device))
+    result = predict_images(runner, model_obj.config, collected.paths, topk=topk, batch_size=batch_size)
+
+    if as_json:
+        write_json([p.to_dict() for p in result.predictions])
+    elif result.predictions:
+        rows = [
+            (p.path, p.label, f"{p.prob:.3f}", ", ".join(f"{label} {prob:.3f}" for label, prob in p.topk[1:]))
+            for p in result.predictions
+        ]
+        typer.echo(format_table(["image", "label", "prob", "next"], rows, right=(2,)))
+    for item, reason in collected.missing:
+        print_error(f"{item}: {reason}")
+    for failure in result.failures:
+        print_error(str(failure))
+    failed = len(collected.missing) + len(result.failures)
+    if failed:
+        print_error(f"{failed} input(s) failed; {len(result.predictions)} predicted")
+        raise typer.Exit(1)
+
+
+def _load_torch(model: str, device: str):
+    import torch
+
+    from cifarzoo.api import load
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load(model, device=device)

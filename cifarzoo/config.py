@@ -1,0 +1,226 @@
+"""Typed model configuration: what a checkpoint's ``config.json`` holds. Torch-free.
+
+A checkpoint explains itself: arch, class names, preprocessing, metrics and recipe live next to the
+weights, so loading one needs nothing else. Configs are validated when read (:meth:`ModelConfig.from_dict`),
+so a hand-edited or foreign ``config.json`` fails with a clear message rather than deep inside torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cifarzoo._version import __version__
+from cifarzoo.errors import ConfigError
+
+ColorMode = Literal["RGB", "L"]
+ResizePolicy = Literal["center-crop", "stretch", "letterbox"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "box", "lanczos"]
+
+COLOR_MODES: dict[str, int] = {"RGB": 3, "L": 1}
+RESIZE_POLICIES: tuple[str, ...] = ("center-crop", "stretch", "letterbox")
+INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "lanczos")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an image becomes the network's input. The same values drive training, eval and predict.
+
+    Resize policy, applied only when an image is not already ``input_size`` x ``input_size`` (images at the
+    model's size are passed through untouched):
+
+    - ``center-crop`` (default): scale the shorter side to ``input_size`` (antialiased), then crop the centre.
+    - ``stretch``: scale both sides to ``input_size``, ignoring the aspect ratio.
+    - ``letterbox``: scale the longer side to ``input_size`` and pad with ``background``.
+
+    These models see 32x32 (CIFAR) or 28x28 (Fashion-MNIST) images. A real photo shrunk that far loses most of
+    its detail, so expect lower accuracy on photos than on the test set.
+
+    Attributes:
+        input_size: side of the square input, in pixels.
+        mean, std: per-channel normalisation, on the 0-1 scale; one value per channel of ``color_mode``.
+        color_mode: ``"RGB"`` or ``"L"`` (grayscale); every decoded image is converted to it.
+        resize: the resize policy above.
+        interpolation: the resampling filter for resizing.
+        background: gray level (0-255) that transparent pixels are composited onto and letterboxing pads with.
+    """
+
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    color_mode: ColorMode = "RGB"
+    resize: ResizePolicy = "center-crop"
+    interpolation: Interpolation = "bilinear"
+    background: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if self.color_mode not in COLOR_MODES:
+            raise ConfigError(f"preprocess.color_mode must be one of {list(COLOR_MODES)}, got {self.color_mode!r}")
+        channels = COLOR_MODES[self.color_mode]
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ConfigError(
+                f"preprocess.mean and preprocess.std need {channels} values for color_mode {self.color_mode!r}, "
+                f"got {len(self.mean)} and {len(self.std)}"
+            )
+        if not all(math.isfinite(m) for m in self.mean):
+            raise ConfigError(f"preprocess.mean must be finite numbers, got {list(self.mean)}")
+        if not all(math.isfinite(s) and s > 0 for s in self.std):
+            raise ConfigError(f"preprocess.std must be positive numbers, got {list(self.std)}")
+        if not isinstance(self.input_size, int) or not 8 <= self.input_size <= 1024:
+            raise ConfigError(f"preprocess.input_size must be an integer from 8 to 1024, got {self.input_size!r}")
+        if self.resize not in RESIZE_POLICIES:
+            raise ConfigError(f"preprocess.resize must be one of {list(RESIZE_POLICIES)}, got {self.resize!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"preprocess.interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}"
+            )
+        if not isinstance(self.background, int) or not 0 <= self.background <= 255:
+            raise ConfigError(f"preprocess.background must be an integer 0-255, got {self.background!r}")
+
+    @property
+    def in_chans(self) -> int:
+        return COLOR_MODES[self.color_mode]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PreprocessConfig:
+        return _construct(cls, _known_fields(cls, data, "preprocess"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild, run and describe a trained model.
+
+    Attributes:
+        arch: an arch name from :data:`cifarzoo.models.specs.ARCHS` (``resnet26``, ``plain50``, ...).
+        num_classes: size of the classifier.
+        classes: one label per output index.
+        preprocess: see :class:`PreprocessConfig`.
+        model_args: extra keyword arguments for the arch's builder (``drop_rate``, ``se``, ...).
+        architecture: the arch's blocks, depths and widths, written for readers; rebuilt from ``arch``.
+        name: the zoo name (``resnet26-c10``) when the model belongs to the zoo.
+        dataset: the dataset tag (``c10``, ``c100``, ``fm``) or a free-form name.
+        metrics: measured results, e.g. ``{"test_top1": 95.1}`` (percent).
+        recipe: the recipe the weights were trained with: a name or the full recipe as a dict.
+        cifarzoo_version: the version that wrote the config.
+    """
+
+    arch: str
+    num_classes: int
+    classes: tuple[str, ...]
+    preprocess: PreprocessConfig
+    model_args: dict[str, Any] = field(default_factory=dict)
+    architecture: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    dataset: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    recipe: str | dict[str, Any] | None = None
+    cifarzoo_version: str = __version__
+
+    def __post_init__(self) -> None:
+        from cifarzoo.models.specs import get_arch_spec
+
+        spec = get_arch_spec(self.arch)  # raises for an unknown arch
+        if not self.architecture:
+            object.__setattr__(self, "architecture", spec.describe())
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        if not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 100_000:
+            raise ConfigError(f"num_classes must be an integer from 1 to 100000, got {self.num_classes!r}")
+        if len(self.classes) != self.num_classes:
+            raise ConfigError(f"classes has {len(self.classes)} names but num_classes is {self.num_classes}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ConfigError("classes must be unique names")
+        if not isinstance(self.preprocess, PreprocessConfig):
+            raise ConfigError("preprocess must be a PreprocessConfig")
+        if not isinstance(self.model_args, dict):
+            raise ConfigError(f"model_args must be a mapping, got {type(self.model_args).__name__}")
+
+    @property
+    def in_chans(self) -> int:
+        return self.preprocess.in_chans
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed (the architecture description is re-derived if arch changes)."""
+        if "arch" in changes and "architecture" not in changes:
+            changes["architecture"] = {}
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "classes": list(self.classes),
+            "preprocess": self.preprocess.to_dict(),
+            "model_args": dict(self.model_args),
+            "architecture": dict(self.architecture),
+            "name": self.name,
+            "dataset": self.dataset,
+            "metrics": dict(self.metrics),
+            "recipe": self.recipe,
+            "cifarzoo_version": self.cifarzoo_version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelConfig:
+        """Validate and build a config from parsed JSON. Unknown keys are errors, so typos do not pass."""
+        values = _known_fields(cls, data, "config")
+        for required in ("arch", "num_classes", "classes", "preprocess"):
+            if required not in values:
+                raise ConfigError(f"config is missing the required key {required!r}")
+        values["preprocess"] = PreprocessConfig.from_dict(values["preprocess"])
+        if not isinstance(values["num_classes"], int) or isinstance(values["num_classes"], bool):
+            raise ConfigError(f"num_classes must be an integer, got {values['num_classes']!r}")
+        if not isinstance(values["classes"], (list, tuple)):
+            raise ConfigError("classes must be a list of names")
+        values["classes"] = tuple(values["classes"])
+        # The architecture description is always re-derived from the arch, never trusted from the file.
+        values["architecture"] = {}
+        return _construct(cls, values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelConfig:
+        """Read and validate a ``config.json``; errors name the file."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a readable JSON file ({exc})") from None
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+def _known_fields(cls: type, data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{what} has unknown keys {unknown}; allowed: {sorted(names)}")
+    return dict(data)
+
+
+def _construct(cls: type, values: dict[str, Any]) -> Any:
+    """Build a config dataclass, turning type mistakes in the data (``"mean": ["a"]``) into ConfigError."""
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {cls.__name__} value: {exc}") from None

@@ -1,0 +1,1 @@
+"""Datasets and preprocessing. ``specs``, ``preprocess`` and ``files`` are torch-free."""

@@ -1,0 +1,1 @@
+"""Engines: predict (and, later, train and evaluate), built on the models and io layers."""

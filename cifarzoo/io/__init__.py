@@ -1,0 +1,1 @@
+"""Reading and writing models: checkpoints (safetensors + config.json), pretrained backbones, the Hub."""

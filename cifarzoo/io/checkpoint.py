@@ -1,0 +1,106 @@
+"""The checkpoint format: a directory with ``model.safetensors`` and a self-describing ``config.json``.
+
+Loading is strict: every key of the network must be in the file with the right shape, and nothing else may
+be. Weights are read only from safetensors, which cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from cifarzoo.config import ModelConfig
+from cifarzoo.errors import CheckpointError, ConfigError
+from cifarzoo.io.atomic import atomic_path, atomic_write_text
+from cifarzoo.models.factory import build_model
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def save_checkpoint(
+    state_dict: Mapping[str, torch.Tensor],
+    config: ModelConfig,
+    directory: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed), atomically.
+
+    ``dtype`` (e.g. ``torch.float16``) casts floating-point tensors to shrink the file; loading casts back.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    tensors = {
+        key: (t.to(dtype) if dtype is not None and t.is_floating_point() else t).detach().cpu().contiguous()
+        for key, t in state_dict.items()
+    }
+    metadata = {"format": "pt", "arch": config.arch, "cifarzoo_version": config.cifarzoo_version}
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
+    return directory
+
+
+def load_config(directory: str | os.PathLike) -> ModelConfig:
+    """The validated config of a checkpoint directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a checkpoint directory")
+    try:
+        return ModelConfig.load(directory / CONFIG_NAME)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def load_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of ``directory/model.safetensors``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(strict=True)`` with a one-line error naming the file and the keys at fault."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    problems = [
+        f"{label} ({len(keys)}): {_abbreviate(keys)}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong_shape))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(f"{source}: weights do not match the model: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _abbreviate(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
+    """Rebuild the network a checkpoint describes and load its weights strictly. Returns it in eval mode."""
+    directory = Path(directory)
+    config = load_config(directory)
+    net = build_model(config.arch, config.num_classes, config.in_chans, **config.model_args)
+    load_state_dict_strict(net, load_weights(directory), str(directory / WEIGHTS_NAME))
+    return net.eval(), config
