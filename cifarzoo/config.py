@@ -128,11 +128,12 @@ class ModelConfig:
     cifarzoo_version: str = __version__
 
     def __post_init__(self) -> None:
-        from cifarzoo.models.specs import get_arch_spec
+        from cifarzoo.models.specs import ARCHS
 
-        spec = get_arch_spec(self.arch)  # raises for an unknown arch
+        if self.arch not in ARCHS:
+            raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
         if not self.architecture:
-            object.__setattr__(self, "architecture", spec.describe())
+            object.__setattr__(self, "architecture", ARCHS[self.arch].describe())
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         if not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 100_000:
             raise ConfigError(f"num_classes must be an integer from 1 to 100000, got {self.num_classes!r}")

@@ -141,6 +141,14 @@ def load_uint8(image: ImageInput, cfg: PreprocessConfig) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def try_load_uint8(image: ImageInput, cfg: PreprocessConfig) -> np.ndarray | ImageReadError:
+    """:func:`load_uint8`, returning the error instead of raising it, for loops that go on past bad files."""
+    try:
+        return load_uint8(image, cfg)
+    except ImageReadError as exc:
+        return exc
+
+
 def _array_to_pil(arr: np.ndarray) -> Image.Image:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
@@ -180,4 +188,4 @@ def path_of(image: ImageInput) -> str | None:
     return display_path(image) if isinstance(image, (str, os.PathLike)) else None
 
 
-__all__ = ["read_image", "to_color_mode", "resize", "load_uint8", "normalize", "preprocess", "path_of"]
+__all__ = ["read_image", "to_color_mode", "resize", "load_uint8", "try_load_uint8", "normalize", "preprocess", "path_of"]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from cifarzoo.config import ModelConfig, PreprocessConfig
-from cifarzoo.data.preprocess import ImageInput, load_uint8, normalize, path_of
+from cifarzoo.data.preprocess import ImageInput, normalize, path_of, try_load_uint8
 from cifarzoo.errors import ImageReadError
 
 # float32 (N, C, H, W) -> float32 (N, num_classes)
@@ -70,13 +70,6 @@ def predictions_from_logits(
     return results
 
 
-def _decode(image: ImageInput, cfg: PreprocessConfig) -> np.ndarray | ImageReadError:
-    try:
-        return load_uint8(image, cfg)
-    except ImageReadError as exc:
-        return exc
-
-
 def decode_stream(
     images: Iterable[ImageInput], cfg: PreprocessConfig, batch_size: int, workers: int | None = None
 ) -> Iterator[tuple[list[ImageInput], list[np.ndarray | ImageReadError]]]:
@@ -91,10 +84,10 @@ def decode_stream(
         for image in images:
             chunk.append(image)
             if len(chunk) == batch_size:
-                yield chunk, list(pool.map(_decode, chunk, [cfg] * len(chunk)))
+                yield chunk, list(pool.map(try_load_uint8, chunk, [cfg] * len(chunk)))
                 chunk = []
         if chunk:
-            yield chunk, list(pool.map(_decode, chunk, [cfg] * len(chunk)))
+            yield chunk, list(pool.map(try_load_uint8, chunk, [cfg] * len(chunk)))
 
 
 def predict_images(

@@ -16,7 +16,7 @@ from torch import nn
 
 from cifarzoo.config import ModelConfig
 from cifarzoo.errors import CheckpointError, ConfigError
-from cifarzoo.io.atomic import atomic_path, atomic_write_text
+from cifarzoo.atomic import atomic_path, atomic_write_text
 from cifarzoo.models.factory import build_model
 
 WEIGHTS_NAME = "model.safetensors"

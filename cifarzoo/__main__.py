@@ -1,0 +1,5 @@
+"""``python -m cifarzoo`` runs the CLI."""
+
+from cifarzoo.cli import main
+
+main()

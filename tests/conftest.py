@@ -1,0 +1,41 @@
+"""Shared fixtures: small generated images and checkpoints, all offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def random_rgb(rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    return rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def c10_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """An untrained resnet26-c10 saved as a checkpoint directory (random weights, real format)."""
+    import cifarzoo
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("ckpt") / "resnet26-c10"
+    model = cifarzoo.create_model("resnet26-c10", zero_init_last=False)
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def image_dir(tmp_path, rng):
+    """Three valid 32x32 PNGs in a folder (one in a subfolder)."""
+    (tmp_path / "imgs" / "sub").mkdir(parents=True)
+    paths = [tmp_path / "imgs" / "a.png", tmp_path / "imgs" / "b.png", tmp_path / "imgs" / "sub" / "c.png"]
+    for path in paths:
+        Image.fromarray(random_rgb(rng)).save(path)
+    return tmp_path / "imgs"
