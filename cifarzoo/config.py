@@ -87,6 +87,15 @@ class PreprocessConfig:
     def in_chans(self) -> int:
         return COLOR_MODES[self.color_mode]
 
+    def affine(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Normalisation as ``x_uint8 * scale + shift`` per channel, i.e. ``(x/255 - mean)/std``.
+
+        The numpy (inference) and torch (training) paths both use these constants, so they cannot drift.
+        """
+        scale = tuple(1.0 / (255.0 * s) for s in self.std)
+        shift = tuple(-m / s for m, s in zip(self.mean, self.std))
+        return scale, shift
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["mean"], data["std"] = list(self.mean), list(self.std)

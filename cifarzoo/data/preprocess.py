@@ -165,12 +165,8 @@ def normalize(batch_uint8: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """``(N, H, W, C)`` uint8 -> ``(N, C, H, W)`` float32, scaled to 0-1 and normalised by mean/std."""
     if batch_uint8.ndim != 4 or batch_uint8.shape[-1] != cfg.in_chans:
         raise ValueError(f"expected (N, H, W, {cfg.in_chans}) uint8 images, got shape {batch_uint8.shape}")
-    mean = np.asarray(cfg.mean, dtype=np.float32)
-    std = np.asarray(cfg.std, dtype=np.float32)
-    # x/255 - mean) / std as one multiply-add per pixel.
-    scale = 1.0 / (255.0 * std)
-    shift = -mean / std
-    out = batch_uint8.astype(np.float32) * scale + shift
+    scale, shift = (np.asarray(v, dtype=np.float32) for v in cfg.affine())
+    out = batch_uint8.astype(np.float32) * scale + shift  # (x/255 - mean)/std as one multiply-add
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 

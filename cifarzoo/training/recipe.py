@@ -1,0 +1,307 @@
+"""Training recipes: typed, validated dataclasses loaded from TOML.
+
+A recipe file names a ``base`` file whose values it overrides, so the zoo's shared settings live in one place
+(``cifarzoo/recipes/_cifar.toml``) and each zoo entry's file says only what differs. ``[variants.NAME]``
+tables hold dotted overrides for a variant (``fast``). Unknown keys are errors, so a typo never silently
+trains with a default.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from cifarzoo.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass
+class ModelSection:
+    """What to train: an arch plus builder options."""
+
+    arch: str = "resnet26"
+    drop_rate: float = 0.0  # dropout probability before the classifier
+    se: bool = False  # Squeeze-and-Excitation gates in every block (CIFAR ResNets)
+    freeze: Literal["none", "all-but-head"] = "none"  # tv_resnet50 only
+    pretrained: str = ""  # tv_resnet50 only: ImageNet weights .pth path, or "torchvision" for its cache
+
+
+@dataclass
+class DataSection:
+    """Where the images come from and how they are augmented (on the training device, per batch)."""
+
+    dataset: str = "cifar10"  # cifar10 | cifar100 | fashion-mnist | folder
+    train_dir: str = ""  # dataset = "folder": one subfolder per class
+    test_dir: str = ""  # dataset = "folder": optional held-out test folder
+    val_size: int = 5000  # examples split off the training set (seeded) to choose the best epoch
+    train_subset: int = 0  # use only this many training examples (0 = all); for smoke tests
+    test_subset: int = 0  # evaluate only this many test examples (0 = all); for smoke tests
+    crop_padding: int = 4  # random crop after reflect padding by this many pixels (0 = off)
+    flip: bool = True  # random horizontal flip
+    cutout: int = 0  # side of a random square zeroed per image, in pixels (0 = off)
+    auto_augment: Literal["none", "trivial", "cifar10"] = "none"  # TrivialAugmentWide or AutoAugment (CIFAR-10 policy)
+    augment_group: int = 16  # images that share one randomly drawn auto-augment op
+
+
+@dataclass
+class OptimSection:
+    """Optimiser. ``l2_in_loss`` adds ``weight_decay/2 * ||w||^2`` to the loss instead of using the
+    optimiser's own weight decay (which for AdamW is decoupled)."""
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.1  # peak learning rate, for the global batch size
+    momentum: float = 0.9  # sgd
+    nesterov: bool = True  # sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
+    weight_decay: float = 5e-4
+    l2_in_loss: bool = False
+    decay_norm_and_bias: bool = False  # weight decay on BatchNorm and bias parameters too
+    sam_rho: float = 0.0  # > 0 turns on Sharpness-Aware Minimisation with this neighbourhood radius
+    grad_clip: float = 0.0  # max global gradient norm (0 = off)
+
+
+@dataclass
+class ScheduleSection:
+    """Learning-rate schedule, stepped per iteration (``plateau`` per epoch, on the validation loss)."""
+
+    name: Literal["cosine", "onecycle", "step", "plateau", "constant"] = "cosine"
+    warmup_epochs: float = 0.0  # linear warm-up from lr * warmup_start
+    warmup_start: float = 0.1
+    final_lr_fraction: float = 0.0  # cosine/onecycle end at lr * this
+    milestones: tuple[float, ...] = (0.5, 0.75)  # step: fractions of the run at which lr is multiplied by gamma
+    gamma: float = 0.1  # step, plateau: lr multiplier
+    patience: int = 2  # plateau: epochs without val-loss improvement before lowering lr
+    onecycle_peak: float = 0.25  # onecycle: fraction of the run spent rising
+
+
+@dataclass
+class TrainSection:
+    """The loop itself."""
+
+    epochs: int = 200
+    batch_size: int = 128  # global: split across DDP ranks
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights; it is what gets evaluated
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # fp16 uses a GradScaler and needs CUDA
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms: reproducible, slower
+    eval_batch_size: int = 512
+    tta: Literal["none", "flip"] = "none"  # test-time augmentation for val/test evaluation
+    log_grad_norms: bool = False  # record per-stage gradient norms in metrics.jsonl
+
+
+@dataclass
+class Recipe:
+    """A complete training recipe. ``name`` is the zoo name it produces (``resnet26-fm``)."""
+
+    name: str = "custom"
+    description: str = ""
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        recipe = _build(cls, data, "recipe")
+        recipe.validate()
+        return recipe
+
+    def with_overrides(self, assignments: list[str]) -> Recipe:
+        """A copy with ``section.key=value`` assignments applied (values parsed as Python/TOML literals)."""
+        data = self.to_dict()
+        for assignment in assignments:
+            key, sep, raw = assignment.partition("=")
+            if not sep:
+                raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
+            _assign(data, key.strip(), _parse_value(raw.strip()))
+        return Recipe.from_dict(data)
+
+    def validate(self) -> None:
+        from cifarzoo.models.specs import ARCHS
+
+        checks = [
+            (self.model.arch in ARCHS, f"model.arch must be one of {list(ARCHS)}, got {self.model.arch!r}"),
+            (0 <= self.model.drop_rate < 1, "model.drop_rate must be in [0, 1)"),
+            (self.data.dataset in ("cifar10", "cifar100", "fashion-mnist", "folder"),
+             f"data.dataset must be cifar10, cifar100, fashion-mnist or folder, got {self.data.dataset!r}"),
+            (self.data.dataset != "folder" or bool(self.data.train_dir), "data.dataset = 'folder' needs data.train_dir"),
+            (min(self.data.val_size, self.data.train_subset, self.data.test_subset) >= 0,
+             "data.val_size, data.train_subset and data.test_subset must be >= 0"),
+            (0 <= self.data.crop_padding <= 16, "data.crop_padding must be 0-16"),
+            (self.data.cutout >= 0 and self.data.augment_group >= 1, "data.cutout >= 0 and data.augment_group >= 1"),
+            (self.optim.lr > 0 and self.optim.weight_decay >= 0, "optim.lr must be > 0 and optim.weight_decay >= 0"),
+            (0 <= self.optim.momentum < 1, "optim.momentum must be in [0, 1)"),
+            (self.optim.sam_rho >= 0 and self.optim.grad_clip >= 0, "optim.sam_rho and optim.grad_clip must be >= 0"),
+            (0 <= self.schedule.warmup_epochs < self.train.epochs or self.train.epochs == 0,
+             "schedule.warmup_epochs must be smaller than train.epochs"),
+            (all(0 < m < 1 for m in self.schedule.milestones), "schedule.milestones are fractions in (0, 1)"),
+            (0 < self.schedule.gamma < 1 and self.schedule.patience >= 0, "schedule.gamma in (0, 1), patience >= 0"),
+            (0 < self.schedule.onecycle_peak < 1, "schedule.onecycle_peak must be in (0, 1)"),
+            (self.train.epochs >= 1, "train.epochs must be >= 1"),
+            (self.train.batch_size >= 1 and self.train.eval_batch_size >= 1, "batch sizes must be >= 1"),
+            (0 <= self.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+            (0 <= self.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"recipe {self.name!r}: {message}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def recipe_dir() -> Path:
+    """The folder of the zoo's recipe files, inside the installed package (``train/recipes`` links to it)."""
+    return Path(str(resources.files("cifarzoo") / "recipes"))
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in recipe_dir().glob("*.toml") if not p.name.startswith("_"))
+
+
+def load_recipe(name_or_path: str | Path, variant: str | None = None, overrides: list[str] | None = None) -> Recipe:
+    """A recipe by zoo name (``resnet26-fm``) or TOML path, with an optional variant and ``--set`` overrides."""
+    path = Path(name_or_path)
+    if not path.suffix == ".toml":
+        path = recipe_dir() / f"{name_or_path}.toml"
+        if not path.is_file():
+            import difflib
+
+            close = difflib.get_close_matches(str(name_or_path), list_recipes(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(list_recipes())}"
+            raise ConfigError(f"no recipe named {str(name_or_path)!r}{hint}")
+    data = _read_toml_with_bases(path, seen=())
+    variants = data.pop("variants", {})
+    data.setdefault("name", path.stem)
+    if variant:
+        if variant not in variants:
+            raise ConfigError(f"{path}: no variant {variant!r}; it has {sorted(variants) or 'none'}")
+        for key, value in _flatten(variants[variant]).items():
+            _assign(data, key, value)
+    try:
+        recipe = Recipe.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return recipe.with_overrides(overrides or [])
+
+
+def _read_toml_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"{path}: recipe bases form a loop")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: recipe file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
+    base_name = data.pop("base", None)
+    if base_name is None:
+        return data
+    base = _read_toml_with_bases(path.parent / base_name, seen + (path,))
+    return _deep_merge(base, data)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *sections, key = dotted.split(".")
+    target = data
+    for section in sections:
+        target = target.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{dotted}: {section} is not a section")
+    target[key] = value
+
+
+def _parse_value(raw: str) -> Any:
+    """``0.1`` -> float, ``true`` -> True, ``[1, 2]`` -> list, anything else -> the string itself."""
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Recursively build dataclass ``cls`` from a dict, checking key names and value types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {unknown}; allowed: {sorted(names)}")
+    values = {name: _coerce(hints[name], value, f"{where}.{name}" if where != "recipe" else name)
+              for name, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    origin = get_origin(hint)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"{where} must be one of {list(get_args(hint))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        item = get_args(hint)[0]
+        return tuple(_coerce(item, v, where) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
