@@ -20,6 +20,7 @@ _LAZY = {
     "load": "cifarzoo.api",
     "create_model": "cifarzoo.api",
     "ZooModel": "cifarzoo.api",
+    "evaluate": "cifarzoo.api",
     "list_models": "cifarzoo.registry",
     "get_entry": "cifarzoo.registry",
     "ModelConfig": "cifarzoo.config",

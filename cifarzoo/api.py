@@ -13,12 +13,17 @@ from torch import nn
 from cifarzoo.config import ModelConfig
 from cifarzoo.data.preprocess import ImageInput
 from cifarzoo.data.specs import CIFAR10
+from cifarzoo.engines.evaluate import EvalReport, evaluate_arrays
 from cifarzoo.engines.predict import Prediction, TorchRunner, predict_images
 from cifarzoo.errors import CifarzooError, NoWeightsError, UnknownModelError
-from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint
+from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint, verify_sha256
 from cifarzoo.models.factory import build_model
 from cifarzoo.models.specs import ARCHS
 from cifarzoo.registry import ZOO, ZooEntry, get_entry
+
+
+# The validation split that zoo recipes hold out (data.val_size, seeded with train.seed = 0).
+VAL_SIZE = 5000
 
 
 class ZooModel(nn.Module):
@@ -58,7 +63,7 @@ class ZooModel(nn.Module):
         was_training = self.training
         device = next(self.net.parameters()).device
         try:
-            runner = TorchRunner(self.net, device=str(device), channels_last=False)
+            runner = TorchRunner(self.net, device=str(device))
             return predict_images(runner, self.config, images, topk, batch_size, strict=True).predictions
         finally:
             self.net.train(was_training)
@@ -135,6 +140,40 @@ def load(model: str | os.PathLike, device: str | torch.device = "cpu") -> ZooMod
     return ZooModel(net, config).to(device).eval()
 
 
+def evaluate(
+    model: ZooModel,
+    dataset: str,
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    batch_size: int = 256,
+    tta: str = "none",
+) -> EvalReport:
+    """Accuracy report of ``model`` on a built-in dataset split: ``test``, or ``val`` (the seeded 5,000-image
+    split of the training set that training chose its best epoch on) or ``train``.
+
+    Returns an :class:`~cifarzoo.engines.evaluate.EvalReport` (top-1/5, per-class metrics, confusion, ECE).
+    """
+    from cifarzoo.data.datasets import load_dataset, train_val_split
+    from cifarzoo.data.specs import get_dataset_spec
+
+    spec = get_dataset_spec(dataset)
+    if split not in ("train", "val", "test"):
+        raise CifarzooError(f"unknown split {split!r}; choose train, val or test")
+    data = load_dataset(spec.name, "test" if split == "test" else "train", data_dir=data_dir, download=download)
+    if split != "test":
+        train_part, val_part = train_val_split(data, VAL_SIZE, seed=0)
+        data = val_part if split == "val" else train_part
+    if tuple(data.classes) != tuple(model.classes):
+        raise CifarzooError(
+            f"{model.config.name or model.config.arch} predicts {len(model.classes)} classes "
+            f"({', '.join(model.classes[:3])}, ...), not {spec.title}'s"
+        )
+    device = next(model.net.parameters()).device
+    runner = TorchRunner(model.net, device=str(device))
+    return evaluate_arrays(runner, model.config.preprocess, data.images, data.labels, data.classes, batch_size, tta)
+
+
 def _lookup(name: str) -> ZooEntry:
     if name in ARCHS:
         raise UnknownModelError(
@@ -147,9 +186,12 @@ def _lookup(name: str) -> ZooEntry:
 
 
 def resolve_weights(entry: ZooEntry) -> Path:
-    """The checkpoint directory holding an entry's released weights."""
+    """The checkpoint directory holding an entry's released weights, checked against the registry's sha256."""
     if entry.weights.kind == "bundled":
-        return Path(str(resources.files("cifarzoo") / "weights" / (entry.weights.location or entry.name)))
+        directory = Path(str(resources.files("cifarzoo") / "weights" / (entry.weights.location or entry.name)))
+        for name, expected in entry.weights.sha256.items():
+            verify_sha256(directory / name, expected)
+        return directory
     raise NoWeightsError(
         f"{entry.name} has no released weights yet; an untrained one is cifarzoo.create_model({entry.name!r})"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cifarzoo.cli import models, predict, train
+from cifarzoo.cli import evaluate, models, predict, train
 from cifarzoo.cli._common import FriendlyErrorsGroup
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.command("list")(models.list_command)
 app.command("info")(models.info_command)
 app.command("predict")(predict.predict_command)
+app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
 
 

@@ -35,7 +35,7 @@ def predict_command(
     from cifarzoo.engines.predict import TorchRunner, predict_images
 
     collected = collect_images(images)
-    model_obj = _load_torch(model, device)
+    model_obj = load_model(model, device)
     runner = TorchRunner(model_obj.net, device=str(next(model_obj.net.parameters()).device))
     result = predict_images(runner, model_obj.config, collected.paths, topk=topk, batch_size=batch_size)
 
@@ -57,7 +57,8 @@ def predict_command(
         raise typer.Exit(1)
 
 
-def _load_torch(model: str, device: str):
+def load_model(model: str, device: str):
+    """``cifarzoo.load`` with ``--device auto`` resolved (CUDA when available)."""
     import torch
 
     from cifarzoo.api import load

@@ -129,3 +129,33 @@ def torch_logits(module: Any, images: Any, cfg: Any, batch_size: int = 512, tta:
     finally:
         module.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros(0, 0, device=device)
+
+
+def evaluate_arrays(
+    logits_fn: Any,
+    cfg: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    batch_size: int = 256,
+    tta: str = "none",
+) -> EvalReport:
+    """Evaluate any backend (a function from float32 NCHW batches to logits) on ``(N, H, W, C)`` uint8 images.
+
+    Images must already be at the model's input size (dataset splits are); normalisation is the model
+    config's. ``tta="flip"`` averages each image's logits with its mirror's.
+    """
+    from cifarzoo.data.preprocess import normalize
+
+    size = cfg.input_size
+    if images.ndim != 4 or images.shape[1:3] != (size, size) or images.shape[3] != cfg.in_chans:
+        raise ValueError(f"expected (N, {size}, {size}, {cfg.in_chans}) uint8 images, got {images.shape}")
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start : start + batch_size], cfg)
+        logits = np.asarray(logits_fn(x), dtype=np.float32)
+        if tta == "flip":
+            logits = (logits + np.asarray(logits_fn(np.ascontiguousarray(x[..., ::-1])), dtype=np.float32)) / 2
+        outputs.append(logits)
+    all_logits = np.concatenate(outputs) if outputs else np.zeros((0, len(classes)), np.float32)
+    return compute_report(all_logits, labels, classes)

@@ -1,0 +1,150 @@
+"""Training throughput on this machine: cifarzoo's engine vs the loop typical CIFAR repositories write.
+
+    python benchmarks/train_throughput.py [--arch resnet50] [--steps 20] [--run runs/resnet26-fm]
+
+- ours: the real Trainer (data as one uint8 tensor on the device, batched crop/flip/cutout, bf16 autocast,
+  channels_last), timed over whole epochs of ``--steps`` steps.
+- reference: torchvision DataLoader (2 workers) over PIL images with RandomCrop/RandomHorizontalFlip/
+  ToTensor/Normalize, fp32, NCHW, eager -- the kuangliu/pytorch-cifar style loop.
+Both train the same arch with SGD Nesterov at batch 128 on 32x32x3 inputs. Achieved GFLOP/s counts a
+training step as 3x the forward FLOPs. With ``--run``, it also reports time-to-93% validation accuracy on
+Fashion-MNIST from a finished run's metrics.jsonl (ours, measured) and the reference loop's time for the same
+number of epochs at its measured Fashion-MNIST throughput (an estimate: it assumes the reference recipe needs
+as many epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, matmul_peak_gflops, print_table  # noqa: E402
+
+from cifarzoo.data.specs import CIFAR10, FASHION_MNIST, DatasetSpec  # noqa: E402
+from cifarzoo.models.factory import build_model, count_flops  # noqa: E402
+from cifarzoo.training.distributed import DistContext  # noqa: E402
+from cifarzoo.training.loop import TrainData, Trainer  # noqa: E402
+from cifarzoo.training.recipe import load_recipe  # noqa: E402
+
+BATCH = 128
+
+
+def _random_split(spec: DatasetSpec, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    channels = 1 if spec.color_mode == "L" else 3
+    images = rng.integers(0, 256, (n, spec.input_size, spec.input_size, channels), dtype=np.uint8)
+    return images, rng.integers(0, spec.num_classes, n)
+
+
+def ours_img_per_s(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2) -> float:
+    images, labels = _random_split(spec, steps * BATCH)
+    to_t = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())  # noqa: E731
+    data = TrainData(to_t(images), torch.from_numpy(labels), to_t(images[:BATCH]), torch.from_numpy(labels[:BATCH]),
+                     None, None, spec.classes, spec.preprocess_config(), spec.tag)
+    recipe = load_recipe(f"{arch}-{spec.tag}", overrides=[f"train.batch_size={BATCH}", f"train.epochs={epochs + 1}",
+                                                          "schedule.warmup_epochs=0"])
+    trainer = Trainer(recipe, Path("/nonexistent"), data, DistContext(), progress=False)
+    trainer.train_epoch(1)  # warm-up: oneDNN picks and caches its kernels
+    rates = [trainer.train_epoch(e)["img_per_s"] for e in range(2, epochs + 2)]
+    return float(np.median(rates))
+
+
+def reference_img_per_s(arch: str, spec: DatasetSpec, steps: int) -> float:
+    from PIL import Image
+    from torchvision import transforms
+
+    images, labels = _random_split(spec, steps * BATCH)
+    pil = [Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img) for img in images]
+    tf = transforms.Compose([
+        transforms.RandomCrop(spec.input_size, padding=4 if spec.input_size == 32 else 2),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(spec.mean, spec.std),
+    ])
+
+    class PILDataset(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(pil)
+
+        def __getitem__(self, i: int):
+            return tf(pil[i]), int(labels[i])
+
+    loader = torch.utils.data.DataLoader(PILDataset(), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True,
+                                         persistent_workers=True)
+    model = build_model(arch, spec.num_classes, 1 if spec.color_mode == "L" else 3).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    crit = nn.CrossEntropyLoss()
+
+    def epoch() -> float:
+        start, seen = time.perf_counter(), 0
+        for x, y in loader:
+            opt.zero_grad()
+            crit(model(x), y).backward()
+            opt.step()
+            seen += len(y)
+        return seen / (time.perf_counter() - start)
+
+    epoch()  # warm-up, worker start
+    return float(np.median([epoch() for _ in range(2)]))
+
+
+def time_to(run_dir: Path, target: float) -> tuple[int | None, float | None]:
+    from cifarzoo.training.run_files import read_metrics
+
+    elapsed = 0.0
+    for row in read_metrics(run_dir):
+        elapsed += row["seconds"]
+        if row["val_top1"] >= target:
+            return row["epoch"], elapsed
+    return None, None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--steps", type=int, default=20, help="steps of batch 128 per timed epoch")
+    parser.add_argument("--run", type=Path, help="a finished Fashion-MNIST run directory, for time-to-93%%")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    peak_bf16, peak_fp32 = matmul_peak_gflops(torch.bfloat16), matmul_peak_gflops(torch.float32)
+    print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s\n")
+
+    rows = []
+    for spec in (CIFAR10,) + ((FASHION_MNIST,) if args.run else ()):
+        arch = args.arch if spec is CIFAR10 else "resnet26"
+        flops = 3 * count_flops(build_model(arch, spec.num_classes, 1 if spec.color_mode == "L" else 3),
+                                spec.input_size, 1 if spec.color_mode == "L" else 3)
+        ours = ours_img_per_s(arch, spec, args.steps)
+        ref = reference_img_per_s(arch, spec, args.steps)
+        rows.append([f"{arch} {spec.title}", f"{ours:.0f}", f"{ref:.0f}", f"{ours / ref:.2f}x",
+                     f"{ours * flops / 1e9:.0f} ({ours * flops / 1e9 / peak_bf16:.0%} of bf16 peak)",
+                     f"{ref * flops / 1e9:.0f} ({ref * flops / 1e9 / peak_fp32:.0%} of fp32 peak)"])
+        if spec is FASHION_MNIST:
+            fm_ours, fm_ref = ours, ref
+    print_table(["model / data", "ours img/s", "reference img/s", "speed-up", "ours GFLOP/s", "reference GFLOP/s"], rows)
+
+    if args.run:
+        epoch, seconds = time_to(args.run, 93.0)
+        if epoch is None:
+            print(f"\n{args.run} never reached 93% validation accuracy")
+            return
+        from cifarzoo.training.run_files import read_metrics
+
+        train_images = read_metrics(args.run)[0]["img_per_s"] * read_metrics(args.run)[0]["seconds"]
+        print(f"\ntime to 93% val top-1 on Fashion-MNIST, run {args.run} (reached at epoch {epoch}):")
+        print(f"  ours, wall clock of the run as it happened: {seconds / 60:.1f} min")
+        print(f"  ours, {epoch} epochs at the throughput measured above: {epoch * train_images / fm_ours / 60:.1f} min")
+        print(f"  reference loop, {epoch} epochs at its throughput: {epoch * train_images / fm_ref / 60:.1f} min "
+              f"(estimate: assumes its recipe needs as many epochs)")
+
+
+if __name__ == "__main__":
+    main()
