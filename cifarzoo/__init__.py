@@ -19,7 +19,7 @@ from cifarzoo._version import __version__
 _LAZY = {
     "load": "cifarzoo.api",
     "create_model": "cifarzoo.api",
-    "ZooModel": "cifarzoo.api",
+    "ZooModel": "cifarzoo.model",
     "evaluate": "cifarzoo.api",
     "list_models": "cifarzoo.registry",
     "get_entry": "cifarzoo.registry",

@@ -1,79 +1,29 @@
-"""The Python API: ``create_model``, ``load`` and the :class:`ZooModel` they return."""
+"""The Python API: ``create_model``, ``load`` and ``evaluate``.
+
+This module imports torch only inside the functions that need it, so ``cifarzoo.load(name, backend="onnx")``
+runs on onnxruntime, numpy and PIL alone.
+"""
 
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from cifarzoo.config import ModelConfig
-from cifarzoo.data.preprocess import ImageInput
-from cifarzoo.data.specs import CIFAR10
-from cifarzoo.engines.evaluate import EvalReport, evaluate_arrays
-from cifarzoo.engines.predict import Prediction, TorchRunner, predict_images
-from cifarzoo.errors import CifarzooError, NoWeightsError, UnknownModelError
-from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint, verify_sha256
-from cifarzoo.models.factory import build_model
-from cifarzoo.models.specs import ARCHS
-from cifarzoo.registry import ZOO, ZooEntry, get_entry
+from cifarzoo.errors import CifarzooError
+from cifarzoo.io.resolve import resolve_model_dir
 
+if TYPE_CHECKING:
+    from cifarzoo.engines.evaluate import EvalReport
+    from cifarzoo.engines.predict import Predictor
+    from cifarzoo.model import ZooModel
+
+Backend = Literal["auto", "torch", "onnx", "torchscript"]
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "torchscript")
 
 # The validation split that zoo recipes hold out (data.val_size, seeded with train.seed = 0).
 VAL_SIZE = 5000
-
-
-class ZooModel(nn.Module):
-    """A network together with its :class:`~cifarzoo.config.ModelConfig`.
-
-    It is an ``nn.Module``: ``model(x)`` returns logits for normalised ``(N, C, H, W)`` input, and
-    ``.train()``, ``.parameters()`` and optimisers work as usual. The bare network is ``model.net``; its
-    ``state_dict`` is what checkpoints store (``model.state_dict()`` prefixes the keys with ``net.``).
-
-    Attributes:
-        net: the network.
-        config: arch, classes, preprocessing, metrics and recipe.
-    """
-
-    def __init__(self, net: nn.Module, config: ModelConfig):
-        super().__init__()
-        self.net = net
-        self.config = config
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.config.classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def predict(
-        self, images: ImageInput | Sequence[ImageInput], topk: int = 5, batch_size: int = 256
-    ) -> list[Prediction]:
-        """Top-k labels for image files, PIL images or ``(H, W[, C])`` uint8 arrays.
-
-        Images go through the model's own preprocessing (decode, convert, resize policy, normalise). An
-        unreadable file raises :class:`~cifarzoo.errors.ImageReadError`.
-        """
-        if isinstance(images, (str, os.PathLike)) or not isinstance(images, Sequence):
-            images = [images]
-        was_training = self.training
-        device = next(self.net.parameters()).device
-        try:
-            runner = TorchRunner(self.net, device=str(device))
-            return predict_images(runner, self.config, images, topk, batch_size, strict=True).predictions
-        finally:
-            self.net.train(was_training)
-
-    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
-        """Write ``model.safetensors`` + ``config.json``: a checkpoint :func:`load` reads back exactly."""
-        return save_checkpoint(self.net.state_dict(), self.config, directory, dtype=dtype)
-
-    def extra_repr(self) -> str:
-        return f"name={self.config.name or self.config.arch!r}, num_classes={self.config.num_classes}"
 
 
 def create_model(
@@ -94,6 +44,12 @@ def create_model(
             torchvision's cache. Trained zoo weights come from :func:`load`.
         **model_args: builder options: ``drop_rate``, ``se`` (CIFAR ResNets), ``freeze`` (``tv_resnet50``).
     """
+    from cifarzoo.data.specs import CIFAR10
+    from cifarzoo.model import ZooModel
+    from cifarzoo.models.factory import build_model
+    from cifarzoo.models.specs import ARCHS
+    from cifarzoo.registry import ZOO, get_entry
+
     if name_or_arch in ZOO:
         config = ZOO[name_or_arch].model_config()
     elif name_or_arch in ARCHS:
@@ -127,21 +83,50 @@ def create_model(
     return ZooModel(net, config)
 
 
-def load(model: str | os.PathLike, device: str | torch.device = "cpu") -> ZooModel:
-    """A trained model, ready for inference (eval mode) or fine-tuning.
+def load(model: str | os.PathLike, device: str = "auto", backend: Backend = "torch") -> Predictor:
+    """A trained model, ready for inference.
 
-    ``model`` is a zoo name with released weights (``"resnet26-fm"``) or a checkpoint directory holding
-    ``model.safetensors`` and ``config.json``. Loading is strict.
+    ``model`` is a zoo name with released weights (``"resnet26-fm"``), a checkpoint folder
+    (``model.safetensors`` + ``config.json``, and ``model.onnx`` / ``model.torchscript.pt`` once exported), or
+    one exported file (``model.int8.onnx``, ``model.torchscript.pt``), which sets the backend itself.
+
+    Backends:
+        ``torch`` (default): a :class:`~cifarzoo.model.ZooModel`, an ``nn.Module`` in eval mode that can also
+        be fine-tuned. Loading is strict.
+        ``onnx``: an onnxruntime session; never imports torch.
+        ``torchscript``: the traced module.
+        ``auto``: onnx when the folder has ``model.onnx``, torch otherwise.
+
+    Every backend's result has ``.predict(images)``, ``.classes``, ``.config`` and ``.logits(batch)``.
+    ``device`` is ``auto`` (CUDA when usable), ``cpu``, ``cuda`` or ``cuda:N``.
     """
-    directory = Path(model)
-    if not directory.is_dir():
-        directory = resolve_weights(_lookup(str(model)))
+    if backend not in BACKENDS:
+        raise CifarzooError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from cifarzoo.engines.runtime import ONNX_NAME, OnnxModel, TorchScriptModel
+
+    path = Path(model)
+    # A single exported file (model.int8.onnx, model.torchscript.pt) picks its own backend.
+    if path.suffix == ".onnx" and path.is_file():
+        return OnnxModel.from_file(path, device=device)
+    if path.suffix == ".pt" and path.is_file():
+        return TorchScriptModel.from_file(path, device=device)
+    directory = resolve_model_dir(model)
+    if backend == "auto":
+        backend = "onnx" if (directory / ONNX_NAME).is_file() else "torch"
+    if backend == "onnx":
+        return OnnxModel.from_dir(directory, device=device)
+    if backend == "torchscript":
+        return TorchScriptModel.from_dir(directory, device=device)
+    from cifarzoo.engines.runtime import torch_device
+    from cifarzoo.io.checkpoint import load_checkpoint
+    from cifarzoo.model import ZooModel
+
     net, config = load_checkpoint(directory)
-    return ZooModel(net, config).to(device).eval()
+    return ZooModel(net, config).to(torch_device(device)).eval()
 
 
 def evaluate(
-    model: ZooModel,
+    model: Predictor,
     dataset: str,
     split: str = "test",
     data_dir: str | os.PathLike | None = None,
@@ -149,13 +134,14 @@ def evaluate(
     batch_size: int = 256,
     tta: str = "none",
 ) -> EvalReport:
-    """Accuracy report of ``model`` on a built-in dataset split: ``test``, or ``val`` (the seeded 5,000-image
-    split of the training set that training chose its best epoch on) or ``train``.
+    """Accuracy report of ``model`` (any backend) on a built-in dataset split: ``test``, or ``val`` (the seeded
+    5,000-image split of the training set that training chose its best epoch on) or ``train``.
 
     Returns an :class:`~cifarzoo.engines.evaluate.EvalReport` (top-1/5, per-class metrics, confusion, ECE).
     """
     from cifarzoo.data.datasets import load_dataset, train_val_split
     from cifarzoo.data.specs import get_dataset_spec
+    from cifarzoo.engines.evaluate import evaluate_arrays
 
     spec = get_dataset_spec(dataset)
     if split not in ("train", "val", "test"):
@@ -169,29 +155,4 @@ def evaluate(
             f"{model.config.name or model.config.arch} predicts {len(model.classes)} classes "
             f"({', '.join(model.classes[:3])}, ...), not {spec.title}'s"
         )
-    device = next(model.net.parameters()).device
-    runner = TorchRunner(model.net, device=str(device))
-    return evaluate_arrays(runner, model.config.preprocess, data.images, data.labels, data.classes, batch_size, tta)
-
-
-def _lookup(name: str) -> ZooEntry:
-    if name in ARCHS:
-        raise UnknownModelError(
-            f"{name!r} is an architecture, not a trained model: pick a zoo name (`cifarzoo list`) or use "
-            f"cifarzoo.create_model({name!r}) for an untrained one"
-        )
-    if os.sep in name or name.startswith("."):
-        raise UnknownModelError(f"{name}: no such checkpoint directory")
-    return get_entry(name)
-
-
-def resolve_weights(entry: ZooEntry) -> Path:
-    """The checkpoint directory holding an entry's released weights, checked against the registry's sha256."""
-    if entry.weights.kind == "bundled":
-        directory = Path(str(resources.files("cifarzoo") / "weights" / (entry.weights.location or entry.name)))
-        for name, expected in entry.weights.sha256.items():
-            verify_sha256(directory / name, expected)
-        return directory
-    raise NoWeightsError(
-        f"{entry.name} has no released weights yet; an untrained one is cifarzoo.create_model({entry.name!r})"
-    )
+    return evaluate_arrays(model.logits, model.config.preprocess, data.images, data.labels, data.classes, batch_size, tta)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cifarzoo.cli import evaluate, models, predict, train
+from cifarzoo.cli import evaluate, export, models, predict, train
 from cifarzoo.cli._common import FriendlyErrorsGroup
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("info")(models.info_command)
 app.command("predict")(predict.predict_command)
 app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
+app.command("export")(export.export_command)
 
 
 @app.callback(invoke_without_command=True)

@@ -19,15 +19,15 @@ def eval_command(
     tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none or flip."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnx, torchscript or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
 ) -> None:
     """Evaluate a model on a dataset split: top-1, top-5, loss, ECE and per-class precision/recall/F1."""
-    from cifarzoo.api import evaluate
-    from cifarzoo.cli.predict import load_model
+    from cifarzoo.api import evaluate, load
 
     if tta not in ("none", "flip"):
         raise typer.BadParameter("choose none or flip", param_hint="--tta")
-    report = evaluate(load_model(model, device), dataset, split, data_dir, download, batch_size, tta)
+    report = evaluate(load(model, device, backend), dataset, split, data_dir, download, batch_size, tta)
     if as_json:
         write_json(report.to_dict())
         return

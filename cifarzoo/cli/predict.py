@@ -12,7 +12,10 @@ from cifarzoo.registry import DEFAULT_MODEL
 
 
 class Backend(str, Enum):
+    auto = "auto"
     torch = "torch"
+    onnx = "onnx"
+    torchscript = "torchscript"
 
 
 def predict_command(
@@ -20,7 +23,9 @@ def predict_command(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="A zoo name or a checkpoint directory."),
     topk: int = typer.Option(5, "--topk", "-k", min=1, help="How many labels to report per image."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of a table."),
-    backend: Backend = typer.Option(Backend.torch, "--backend", help="Inference backend."),
+    backend: Backend = typer.Option(
+        Backend.auto, "--backend", help="auto: onnx when the model folder has model.onnx (no torch import), else torch."
+    ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, or auto (CUDA when available)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
 ) -> None:
@@ -31,13 +36,13 @@ def predict_command(
     classify worse than the test set suggests. Unreadable files are reported one per line on stderr; the rest
     are still predicted, and the exit code is 1 if any file failed.
     """
+    from cifarzoo.api import load
     from cifarzoo.data.files import collect_images
-    from cifarzoo.engines.predict import TorchRunner, predict_images
+    from cifarzoo.engines.predict import predict_images
 
     collected = collect_images(images)
-    model_obj = load_model(model, device)
-    runner = TorchRunner(model_obj.net, device=str(next(model_obj.net.parameters()).device))
-    result = predict_images(runner, model_obj.config, collected.paths, topk=topk, batch_size=batch_size)
+    predictor = load(model, device=device, backend=backend.value)
+    result = predict_images(predictor.logits, predictor.config, collected.paths, topk=topk, batch_size=batch_size)
 
     if as_json:
         write_json([p.to_dict() for p in result.predictions])
@@ -55,14 +60,3 @@ def predict_command(
     if failed:
         print_error(f"{failed} input(s) failed; {len(result.predictions)} predicted")
         raise typer.Exit(1)
-
-
-def load_model(model: str, device: str):
-    """``cifarzoo.load`` with ``--device auto`` resolved (CUDA when available)."""
-    import torch
-
-    from cifarzoo.api import load
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load(model, device=device)

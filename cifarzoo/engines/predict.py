@@ -113,6 +113,33 @@ def predict_images(
     return result
 
 
+class Predictor:
+    """What every backend offers: ``config``, ``classes``, ``logits(batch)`` and ``predict(images)``.
+
+    Subclasses implement :meth:`logits`; preprocessing, batching, softmax and top-k are shared.
+    """
+
+    config: ModelConfig
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.config.classes
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a normalised float32 ``(N, C, H, W)`` batch."""
+        raise NotImplementedError
+
+    def predict(self, images: Any, topk: int = 5, batch_size: int = 256) -> list[Prediction]:
+        """Top-k labels for image files, PIL images or ``(H, W[, C])`` uint8 arrays (one or a list).
+
+        Images go through the model's own preprocessing (decode, convert, resize policy, normalise). An
+        unreadable file raises :class:`~cifarzoo.errors.ImageReadError`.
+        """
+        if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence):
+            images = [images]
+        return predict_images(self.logits, self.config, images, topk, batch_size, strict=True).predictions
+
+
 class TorchRunner:
     """Runs a torch module on float32 NCHW numpy batches: eval mode, no autograd, channels_last.
 
@@ -142,4 +169,4 @@ class TorchRunner:
         return logits.float().cpu().numpy()
 
 
-__all__ = ["Prediction", "PredictResult", "TorchRunner", "predict_images", "predictions_from_logits"]
+__all__ = ["Prediction", "PredictResult", "Predictor", "TorchRunner", "predict_images", "predictions_from_logits"]

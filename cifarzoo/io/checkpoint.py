@@ -97,25 +97,6 @@ def _abbreviate(items: list[str], limit: int = 5) -> str:
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_sha256(path: str | os.PathLike, expected: str) -> None:
-    """Raise :class:`CheckpointError` naming both hashes when ``path`` is missing or not the pinned file."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"{path}: file not found")
-    actual = file_sha256(path)
-    if actual != expected.lower():
-        raise CheckpointError(f"{path}: sha256 mismatch: expected {expected}, got {actual}")
-
-
 def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
     """Rebuild the network a checkpoint describes and load its weights strictly. Returns it in eval mode."""
     directory = Path(directory)

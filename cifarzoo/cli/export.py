@@ -1,0 +1,32 @@
+"""``cifarzoo export``: ONNX (fp32/fp16/int8) and TorchScript files with parity checks."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def export_command(
+    model: str = typer.Argument(..., help="A zoo name, a checkpoint folder or a run folder."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output file [default: beside the checkpoint]."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset [default: 18]."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 (ONNX for GPUs) or int8 (ONNX, static QDQ)."),
+    check: bool = typer.Option(False, "--check", help="Compare with torch on 256 inputs; fail outside tolerance."),
+    calib_dir: Optional[str] = typer.Option(None, "--calib-dir", help="int8: images to calibrate on [default: the model's dataset]."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder holding the model's dataset files."),
+) -> None:
+    """Export a model to ONNX or TorchScript. ONNX uses the torch.export-based exporter, falling back to the
+    TorchScript-based one (the output says which); both have a dynamic batch axis."""
+    import logging
+    import warnings
+
+    from cifarzoo.engines.export import export
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    warnings.filterwarnings("ignore")  # tracer and exporter chatter; real problems raise
+    result = export(model, fmt, out, dtype, opset, check, calib_dir, data_dir)
+    typer.echo(f"wrote {result.path} ({result.format} {result.dtype}, exporter: {result.exporter})")
+    if result.parity is not None:
+        typer.echo(f"parity vs torch: {result.parity.describe()}: ok")

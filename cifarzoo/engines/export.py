@@ -1,0 +1,117 @@
+"""``cifarzoo export``: a model folder or zoo name -> ONNX (fp32/fp16/int8) or TorchScript, parity-checked."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cifarzoo.errors import CifarzooError
+
+log = logging.getLogger(__name__)
+
+Format = Literal["onnx", "torchscript"]
+CALIBRATION_IMAGES = 512
+PARITY_INPUTS = 256
+
+
+@dataclass
+class Exported:
+    path: Path
+    format: str
+    dtype: str
+    exporter: str
+    parity: object | None = None  # io.export.Parity when checked
+
+
+def _calibration_images(config, calib_dir: str | None, data_dir: str | None, n: int, offset: int = 0) -> np.ndarray:
+    """``n`` uint8 images at the model's size: from ``calib_dir``, else the model's own training set."""
+    from cifarzoo.data.preprocess import try_load_uint8
+
+    if calib_dir:
+        from cifarzoo.data.files import iter_image_files
+
+        paths = iter_image_files(calib_dir)[offset : offset + n]
+        arrays = [a for a in (try_load_uint8(p, config.preprocess) for p in paths) if isinstance(a, np.ndarray)]
+        if not arrays:
+            raise CifarzooError(f"{calib_dir}: no readable images to calibrate with")
+        return np.stack(arrays)
+    from cifarzoo.data.datasets import load_dataset
+    from cifarzoo.data.specs import DATASETS
+
+    if config.dataset not in DATASETS:
+        raise CifarzooError(f"{config.name or config.arch}: int8 calibration needs --calib-dir (dataset {config.dataset!r} is not built in)")
+    data = load_dataset(config.dataset, "train", data_dir=data_dir)
+    picks = np.random.default_rng(offset).choice(len(data), size=min(n, len(data)), replace=False)
+    return data.images[np.sort(picks)]
+
+
+def export(
+    model: str | os.PathLike,
+    fmt: Format = "onnx",
+    out: str | os.PathLike | None = None,
+    dtype: str = "fp32",
+    opset: int | None = None,
+    check: bool = False,
+    calib_dir: str | None = None,
+    data_dir: str | None = None,
+) -> Exported:
+    """Export ``model`` (a zoo name, checkpoint folder or run folder).
+
+    ``out`` defaults to the standard file name inside the checkpoint folder (``model.onnx``,
+    ``model.int8.onnx``, ``model.torchscript.pt``); for a zoo name, inside ``./NAME/``, next to a copy of its
+    checkpoint, so the folder loads with ``--backend onnx``. ``check`` compares the export with torch on 256
+    inputs and raises if it falls outside the tolerance (fp32: 1e-4 of the logit scale and identical top-1;
+    int8: 99% top-1 agreement on real images).
+    """
+    import torch
+
+    from cifarzoo.api import load
+    from cifarzoo.engines.runtime import TORCHSCRIPT_NAME, OnnxModel, TorchScriptModel
+    from cifarzoo.io import export as ex
+
+    if fmt not in ("onnx", "torchscript"):
+        raise CifarzooError(f"unknown format {fmt!r}; choose onnx or torchscript")
+    if dtype not in ex.ONNX_FILES or (fmt == "torchscript" and dtype != "fp32"):
+        raise CifarzooError(f"--dtype {dtype} is not available for {fmt} (onnx: fp32, fp16, int8; torchscript: fp32)")
+    torch_model = load(model, device="cpu")
+    folder = Path(model) if Path(model).is_dir() else Path(str(model))
+    if not Path(model).is_dir() and out is None:
+        torch_model.save_pretrained(folder)
+    target = Path(out) if out else folder / (ex.ONNX_FILES[dtype] if fmt == "onnx" else TORCHSCRIPT_NAME)
+    config = torch_model.config
+    net = torch_model.net
+
+    if fmt == "torchscript":
+        result = ex.export_torchscript(net, config, target)
+        candidate = TorchScriptModel.from_file(target).logits
+    elif dtype == "fp32":
+        result = ex.export_onnx(net, config, target, opset or ex.DEFAULT_OPSET)
+        candidate = OnnxModel.from_file(target, device="cpu").logits
+    else:
+        fp32_path = target.with_name(target.stem + ".fp32-tmp.onnx")
+        try:
+            base = ex.export_onnx(net, config, fp32_path, opset or ex.DEFAULT_OPSET)
+            if dtype == "fp16":
+                ex.convert_fp16(fp32_path, target)
+            else:
+                calibration = _calibration_images(config, calib_dir, data_dir, CALIBRATION_IMAGES)
+                ex.quantize_int8(fp32_path, target, ex.parity_inputs(config, calibration, n=len(calibration)))
+        finally:
+            fp32_path.unlink(missing_ok=True)
+        result = ex.ExportResult(target, base.exporter)
+        candidate = OnnxModel.from_file(target, device="cpu").logits
+    exported = Exported(result.path, fmt, dtype, result.exporter)
+    if check:
+        # int8 is judged on real images held out from calibration; fp32/fp16 on random ones.
+        images = _calibration_images(config, calib_dir, data_dir, PARITY_INPUTS, offset=CALIBRATION_IMAGES) if dtype == "int8" else None
+        parity = ex.check_parity(torch_model.logits, candidate, ex.parity_inputs(config, images, n=PARITY_INPUTS))
+        exported.parity = parity
+        if not parity.passes(dtype):  # type: ignore[arg-type]
+            result.path.unlink(missing_ok=True)  # a file that failed its check must not be picked up later
+            raise CifarzooError(f"{result.path}: {dtype} export fails its parity check ({parity.describe()}); not written")
+    return exported

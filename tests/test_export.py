@@ -1,0 +1,172 @@
+"""Export: every arch to ONNX and TorchScript within tolerance; the ONNX path never imports torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import cifarzoo
+from cifarzoo.engines.export import export
+from cifarzoo.engines.runtime import ONNX_NAME, TORCHSCRIPT_NAME, OnnxModel, TorchScriptModel, cuda_usable, onnx_providers
+from cifarzoo.io.export import check_parity, parity_inputs
+from cifarzoo.models.specs import ARCHS
+
+# tv_resnet50 upsamples to 224 px: parity on 256 inputs takes a while on 2 cores, but every arch is covered.
+ENTRIES = [f"{arch}-fm" if not arch.startswith("tv_") else f"{arch}-c10" for arch in ARCHS]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """One random-weight checkpoint folder per arch, with non-trivial BatchNorm statistics."""
+    folders = {}
+    for name in ENTRIES:
+        torch.manual_seed(0)
+        model = cifarzoo.create_model(name, zero_init_last=False) if not name.startswith("tv_") else cifarzoo.create_model(name)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.8, 1.2)
+        folders[name] = tmp_path_factory.mktemp(name) / "ckpt"
+        model.save_pretrained(folders[name])
+    return folders
+
+
+@pytest.mark.parametrize("name", ENTRIES)
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_every_arch_exports_within_tolerance(checkpoints, name, fmt) -> None:
+    folder = checkpoints[name]
+    result = export(folder, fmt, check=True)  # raises outside 1e-4 relative / identical top-1 on 256 inputs
+    assert result.parity.n == 256 and result.parity.relative_diff <= 1e-4 and result.parity.top1_agreement == 1.0
+    assert result.path == folder / (ONNX_NAME if fmt == "onnx" else TORCHSCRIPT_NAME)
+    if fmt == "onnx":
+        assert result.exporter == "dynamo"
+        loaded = cifarzoo.load(folder, backend="onnx", device="cpu")
+        import onnx
+
+        graph = onnx.load(str(result.path))
+        assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+        meta = {p.key: p.value for p in graph.metadata_props}
+        assert json.loads(meta["cifarzoo.config"])["arch"] == name.rsplit("-", 1)[0]
+    else:
+        loaded = cifarzoo.load(folder, backend="torchscript", device="cpu")
+    assert isinstance(loaded, OnnxModel if fmt == "onnx" else TorchScriptModel)
+    assert loaded.classes == cifarzoo.load(folder).classes and loaded.config == cifarzoo.load(folder).config
+
+
+def test_onnx_batch_axis_is_dynamic(checkpoints) -> None:
+    folder = checkpoints["resnet26-fm"]
+    export(folder, "onnx")
+    onnx_model = OnnxModel.from_dir(folder, device="cpu")
+    for batch in (1, 7, 300):
+        assert onnx_model.logits(parity_inputs(onnx_model.config, n=batch)).shape == (batch, 10)
+
+
+def test_backends_predict_the_same(checkpoints, tmp_path) -> None:
+    from PIL import Image
+
+    folder = checkpoints["resnet34-fm"]
+    export(folder, "onnx")
+    export(folder, "torchscript")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(paths[-1])
+    results = [cifarzoo.load(folder, backend=b, device="cpu").predict(paths, topk=3) for b in ("torch", "onnx", "torchscript")]
+    for preds in results[1:]:
+        assert [p.label for p in preds] == [p.label for p in results[0]]
+        assert np.allclose([p.prob for p in preds], [p.prob for p in results[0]], atol=1e-5)
+    assert cifarzoo.load(folder, backend="auto", device="cpu").__class__ is OnnxModel
+
+
+def test_single_files_load_on_their_own(checkpoints, tmp_path) -> None:
+    folder = checkpoints["plain26-fm"]
+    export(folder, "onnx", out=tmp_path / "alone.onnx")
+    export(folder, "torchscript", out=tmp_path / "alone.pt")
+    for path in (tmp_path / "alone.onnx", tmp_path / "alone.pt"):  # no config.json beside them
+        assert cifarzoo.load(path).config.arch == "plain26"
+
+
+def test_fp16_onnx_is_written_with_float_io(checkpoints, tmp_path) -> None:
+    import onnx
+
+    result = export(checkpoints["resnet26-fm"], "onnx", dtype="fp16", out=tmp_path / "m16.onnx")
+    graph = onnx.load(str(result.path))
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.graph.initializer)
+
+
+def test_fallback_exporter_is_used_and_reported(checkpoints, tmp_path, monkeypatch) -> None:
+    real_export = torch.onnx.export
+
+    def no_dynamo(*args, **kwargs):
+        if kwargs.get("dynamo"):
+            raise RuntimeError("simulated torch.export failure")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", no_dynamo)
+    result = export(checkpoints["resnet26-fm"], "onnx", out=tmp_path / "legacy.onnx", check=True)
+    assert result.exporter == "torchscript" and result.parity.top1_agreement == 1.0
+
+
+def test_failed_export_leaves_no_file(checkpoints, tmp_path, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter crashed")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(RuntimeError):
+        export(checkpoints["resnet26-fm"], "onnx", out=tmp_path / "x.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_format_and_dtype(checkpoints) -> None:
+    from cifarzoo.errors import CifarzooError
+
+    with pytest.raises(CifarzooError, match="unknown format"):
+        export(checkpoints["resnet26-fm"], "tflite")
+    with pytest.raises(CifarzooError, match="not available for torchscript"):
+        export(checkpoints["resnet26-fm"], "torchscript", dtype="int8")
+
+
+def test_providers_use_cuda_only_when_usable() -> None:
+    assert onnx_providers("cpu") == ["CPUExecutionProvider"]
+    expected = cuda_usable()
+    assert (onnx_providers("auto")[0] != "CPUExecutionProvider") == expected
+    if not expected:
+        from cifarzoo.errors import CifarzooError
+
+        with pytest.raises(CifarzooError, match="no usable CUDA"):
+            onnx_providers("cuda")
+
+
+def test_parity_detects_a_wrong_export() -> None:
+    x = np.random.default_rng(0).normal(size=(256, 1, 28, 28)).astype(np.float32)
+    model = cifarzoo.create_model("resnet26-fm", zero_init_last=False).eval()
+    other = cifarzoo.create_model("resnet26-fm", zero_init_last=False).eval()  # different random weights
+    same = check_parity(model.logits, model.logits, x)
+    assert same.passes("fp32")
+    assert not check_parity(model.logits, other.logits, x).passes("fp32")
+
+
+def test_onnx_predict_never_imports_torch(checkpoints, tmp_path) -> None:
+    from PIL import Image
+
+    folder = checkpoints["resnet26-fm"]
+    export(folder, "onnx")
+    Image.new("L", (28, 28), 200).save(tmp_path / "one.png")
+    code = (
+        "import sys\n"
+        "from cifarzoo.cli import main\n"
+        f"sys.argv = ['cifarzoo', 'predict', {str(tmp_path / 'one.png')!r}, '--model', {str(folder)!r}, '--backend', 'onnx', '--json']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('NO_TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("NO_TORCH") and json.loads(out.stdout.rsplit("NO_TORCH", 1)[0])[0]["label"]
