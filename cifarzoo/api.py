@@ -15,6 +15,7 @@ from cifarzoo.errors import CifarzooError
 from cifarzoo.io.resolve import resolve_model_dir
 
 if TYPE_CHECKING:
+    from cifarzoo.data.testsets import TestSet
     from cifarzoo.engines.evaluate import EvalReport
     from cifarzoo.engines.predict import Predictor
     from cifarzoo.model import ZooModel
@@ -87,8 +88,10 @@ def load(model: str | os.PathLike, device: str = "auto", backend: Backend = "tor
     """A trained model, ready for inference.
 
     ``model`` is a zoo name with released weights (``"resnet26-fm"``), a checkpoint folder
-    (``model.safetensors`` + ``config.json``, and ``model.onnx`` / ``model.torchscript.pt`` once exported), or
-    one exported file (``model.int8.onnx``, ``model.torchscript.pt``), which sets the backend itself.
+    (``model.safetensors`` + ``config.json``, and ``model.onnx`` / ``model.torchscript.pt`` once exported), a Hub
+    repo ``"hf://USER/REPO[@revision]"``, or one exported file (``model.int8.onnx``, ``model.torchscript.pt``),
+    which sets the backend itself. Hub weights (zoo entries and ``hf://`` ids) are downloaded into the Hugging
+    Face cache, only the files the backend reads; zoo entries are pinned to a commit and sha256-checked.
 
     Backends:
         ``torch`` (default): a :class:`~cifarzoo.model.ZooModel`, an ``nn.Module`` in eval mode that can also
@@ -110,7 +113,7 @@ def load(model: str | os.PathLike, device: str = "auto", backend: Backend = "tor
         return OnnxModel.from_file(path, device=device)
     if path.suffix == ".pt" and path.is_file():
         return TorchScriptModel.from_file(path, device=device)
-    directory = resolve_model_dir(model)
+    directory = resolve_model_dir(model, backend=backend)
     if backend == "auto":
         backend = "onnx" if (directory / ONNX_NAME).is_file() else "torch"
     if backend == "onnx":
@@ -126,22 +129,67 @@ def load(model: str | os.PathLike, device: str = "auto", backend: Backend = "tor
 
 
 def evaluate(
-    model: Predictor,
-    dataset: str,
+    model: Predictor | str | os.PathLike,
+    dataset: str | None = None,
     split: str = "test",
     data_dir: str | os.PathLike | None = None,
     download: bool = False,
     batch_size: int = 256,
     tta: str = "none",
+    *,
+    custom_dir: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
+    array: str | os.PathLike | None = None,
+    ignore_unknown: bool = False,
+    strict: bool = False,
+    progress: bool = False,
+    workers: int | None = None,
 ) -> EvalReport:
-    """Accuracy report of ``model`` (any backend) on a built-in dataset split: ``test``, or ``val`` (the seeded
-    5,000-image split of the training set that training chose its best epoch on) or ``train``.
+    """Accuracy report of ``model`` (any backend, or a name/folder to :func:`load`) on exactly one test set:
 
-    Returns an :class:`~cifarzoo.engines.evaluate.EvalReport` (top-1/5, per-class metrics, confusion, ECE).
+    - ``dataset``: a built-in dataset split: ``test``, or ``val`` (the seeded 5,000-image split of the training
+      set that training chose its best epoch on) or ``train``; ``data_dir``/``download`` say where it is.
+    - ``custom_dir``: a folder with one subfolder per class (names matched to the model's classes ignoring
+      case and separators, with synonyms such as car -> automobile), or a flat folder of images (unlabeled).
+    - ``labels``: a ``path,label`` CSV; paths relative to the CSV's folder, labels class names or indices.
+    - ``array``: a ``.npz`` (``images``/``data`` + ``labels``) or ``.npy`` (+ ``*_labels.npy``) of uint8
+      ``(N, H, W, C)`` images, CIFAR-10.1's format; read with ``allow_pickle=False``.
+
+    Unreadable files are skipped and listed in ``report.skipped`` (``strict=True`` raises instead); folders or
+    labels that match no class are an error unless ``ignore_unknown``. ``tta`` is ``none``, ``flip`` or
+    ``flip-translate``. Returns an :class:`~cifarzoo.engines.evaluate.EvalReport` (top-1/5, per-class metrics,
+    confusion, ECE, reliability bins, per-image predictions); an unlabeled set gives predictions only.
     """
+    from cifarzoo.data.testsets import open_testset
+    from cifarzoo.engines.evaluate import check_tta, evaluate_testset
+    from cifarzoo.engines.predict import Predictor
+
+    check_tta(tta)
+    sources = {"dataset": dataset, "custom_dir": custom_dir, "labels": labels, "array": array}
+    given = [name for name, value in sources.items() if value is not None]
+    if len(given) != 1:
+        raise CifarzooError(
+            f"evaluate needs exactly one test set ({', '.join(f'{k}=' for k in sources)}), got "
+            f"{', '.join(given) or 'none'}"
+        )
+    if not isinstance(model, Predictor):
+        model = load(model)
+    if dataset is not None:
+        testset = _dataset_testset(model, dataset, split, data_dir, download)
+    else:
+        testset = open_testset(model.classes, ignore_unknown, custom_dir=custom_dir, labels=labels, array=array)
+    return evaluate_testset(
+        model.logits, model.config.preprocess, testset, batch_size, tta, strict=strict, progress=progress,
+        workers=workers,
+    )
+
+
+def _dataset_testset(
+    model: Predictor, dataset: str, split: str, data_dir: str | os.PathLike | None, download: bool
+) -> TestSet:
     from cifarzoo.data.datasets import load_dataset, train_val_split
     from cifarzoo.data.specs import get_dataset_spec
-    from cifarzoo.engines.evaluate import evaluate_arrays
+    from cifarzoo.data.testsets import TestSet
 
     spec = get_dataset_spec(dataset)
     if split not in ("train", "val", "test"):
@@ -155,4 +203,4 @@ def evaluate(
             f"{model.config.name or model.config.arch} predicts {len(model.classes)} classes "
             f"({', '.join(model.classes[:3])}, ...), not {spec.title}'s"
         )
-    return evaluate_arrays(model.logits, model.config.preprocess, data.images, data.labels, data.classes, batch_size, tta)
+    return TestSet.from_arrays(data.images, data.labels, data.classes, name=f"{spec.name}:{split}")

@@ -66,3 +66,29 @@ def test_evaluate_arrays_with_flip_tta() -> None:
     assert flipped.loss == pytest.approx(np.log(2))  # image and mirror cancel exactly
     with pytest.raises(ValueError, match="28, 28, 1"):
         evaluate_arrays(left_minus_right, cfg, np.zeros((1, 32, 32, 1), np.uint8), np.ones(1, int), ("no", "yes"))
+
+
+def test_reliability_bins_and_predictions_on_the_hand_computed_example() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    report = compute_report(_logits_for([0, 0, 1, 1, 2, 2], 3), labels, ("a", "b", "c"))
+    p_top = np.exp(4) / (np.exp(4) + 2)  # ~0.965: every prediction lands in the last of 15 bins
+    filled = [b for b in report.reliability if b["count"]]
+    assert len(report.reliability) == 15 and len(filled) == 1 and filled[0]["lower"] == pytest.approx(14 / 15)
+    assert filled[0]["count"] == 6 and filled[0]["accuracy"] == pytest.approx(4 / 6)
+    assert filled[0]["confidence"] == pytest.approx(p_top)
+    assert report.pred.tolist() == [0, 0, 1, 1, 2, 2] and report.confidence == pytest.approx([p_top] * 6)
+    assert report.predicted_counts() == {"a": 2, "b": 2, "c": 2}
+    report.ids = [str(i) for i in range(6)]
+    assert report.predictions()[2] == {"id": "2", "label": "b", "prob": pytest.approx(p_top), "true": "a"}
+
+
+def test_unlabeled_report_is_strict_json() -> None:
+    import json
+
+    from cifarzoo.engines.evaluate import predictions_report
+
+    report = predictions_report(_logits_for([1, 1, 0], 2), ("x", "y"))
+    data = report.to_dict(include_predictions=True)
+    json.dumps(data, allow_nan=False)  # NaN metrics become null
+    assert data["labeled"] is False and data["n"] == 3 and data["top1"] is None and data["ece"] is None
+    assert data["predicted_counts"] == {"x": 1, "y": 2} and "true" not in data["predictions"][0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cifarzoo.cli import evaluate, export, models, predict, train
+from cifarzoo.cli import convert, evaluate, export, models, predict, publish, train
 from cifarzoo.cli._common import FriendlyErrorsGroup
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.command("predict")(predict.predict_command)
 app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
 app.command("export")(export.export_command)
+app.command("publish")(publish.publish_command)
+app.command("convert")(convert.convert_command)
 
 
 @app.callback(invoke_without_command=True)

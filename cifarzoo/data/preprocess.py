@@ -41,6 +41,11 @@ def read_image(path: str | os.PathLike) -> Image.Image:
             # PIL warns above MAX_IMAGE_PIXELS and raises above twice that; both mean "don't decode this".
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                # catch_warnings is process-wide, not per thread: while other threads of a decode pool enter and
+                # leave it, the warning above can slip through as a mere warning. Check the limit directly too.
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit and img.width * img.height > limit:
+                    raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels exceeds the limit of {limit}")
                 img.seek(0)
                 img.load()
                 oriented = ImageOps.exif_transpose(img)

@@ -1,17 +1,31 @@
-"""Evaluation: one implementation for validation during training, ``cifarzoo eval`` and the tests.
+"""Evaluation: one implementation for validation during training, ``cifarzoo eval``, the Python API and the tests.
 
-:func:`compute_report` turns logits and labels into every metric (numpy only); :func:`torch_logits` runs a
-network over a uint8 image tensor in batches, with optional flip test-time augmentation.
+:func:`compute_report` turns logits and labels into every metric (numpy only). :func:`evaluate_testset`
+streams any :class:`~cifarzoo.data.testsets.TestSet` (built-in splits, folders, CSVs, arrays) through any
+backend: decoding in a thread pool overlapped with batched inference, bad files skipped and listed, optional
+test-time augmentation. :func:`torch_logits` is the on-device path training uses. Nothing here imports torch
+at module level, so the ONNX backend evaluates without it.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from cifarzoo.config import PreprocessConfig
+from cifarzoo.data.preprocess import normalize
+from cifarzoo.data.testsets import TestSet
+from cifarzoo.errors import CifarzooError, ImageReadError
+
 ECE_BINS = 15
+MAX_EXAMPLES = 64  # misclassified images kept for the report's grid (the most confident mistakes)
+
+# float32 (N, C, H, W) -> (N, num_classes)
+LogitsFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -23,10 +37,25 @@ class ClassMetrics:
 
 
 @dataclass
+class MisclassifiedExample:
+    """One wrong prediction, kept for the report's image grid."""
+
+    id: str
+    image: np.ndarray  # (H, W, C) uint8, as the model saw it before normalisation
+    label: int
+    pred: int
+    confidence: float
+
+
+@dataclass
 class EvalReport:
     """Accuracy report. Percentages for top-1/top-5, a fraction for ECE, mean cross-entropy for ``loss``.
 
-    ``confusion[i][j]`` counts images of true class ``i`` predicted as ``j``.
+    ``confusion[i][j]`` counts images of true class ``i`` predicted as ``j``. An unlabeled set
+    (``labeled=False``) has predictions only: its metrics are NaN (``None`` in :meth:`to_dict`).
+    ``skipped`` lists the files that could not be read (``{path, reason}``), ``ignored`` what was left out on
+    purpose (unknown classes under ``ignore_unknown``). ``ids``, ``pred``, ``confidence`` and ``labels`` hold
+    the per-image results of the evaluated images, in input order.
     """
 
     n: int
@@ -38,19 +67,59 @@ class EvalReport:
     per_class: dict[str, ClassMetrics]
     confusion: list[list[int]]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    labeled: bool = True
+    name: str = ""
+    tta: str = "none"
+    ignored: list[dict[str, str]] = field(default_factory=list)
+    reliability: list[dict[str, float]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list, repr=False, compare=False)
+    pred: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False, compare=False)
+    confidence: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    examples: list[MisclassifiedExample] = field(default_factory=list, repr=False, compare=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def predicted_counts(self) -> dict[str, int]:
+        """How many images were predicted as each class."""
+        counts = np.bincount(self.pred, minlength=len(self.classes)) if len(self.pred) else [0] * len(self.classes)
+        return {name: int(c) for name, c in zip(self.classes, counts)}
+
+    def predictions(self) -> list[dict[str, Any]]:
+        """One row per evaluated image: ``id``, predicted ``label``, ``prob``, and ``true`` when labeled."""
+        ids = self.ids or [str(i) for i in range(len(self.pred))]  # reports from bare logits have no ids
+        rows = []
+        for i, (image_id, p, conf) in enumerate(zip(ids, self.pred.tolist(), self.confidence.tolist())):
+            row: dict[str, Any] = {"id": image_id, "label": self.classes[p], "prob": conf}
+            if self.labels is not None:
+                row["true"] = self.classes[int(self.labels[i])]
+            rows.append(row)
+        return rows
+
+    def to_dict(self, include_predictions: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes ``None``); ``include_predictions`` adds the per-image rows."""
+        data = {
+            "name": self.name,
+            "labeled": self.labeled,
             "n": self.n,
-            "top1": self.top1,
-            "top5": self.top5,
-            "loss": self.loss,
-            "ece": self.ece,
+            "top1": _finite(self.top1),
+            "top5": _finite(self.top5),
+            "loss": _finite(self.loss),
+            "ece": _finite(self.ece),
+            "tta": self.tta,
             "classes": list(self.classes),
             "per_class": {name: vars(m) for name, m in self.per_class.items()},
             "confusion": self.confusion,
+            "reliability": self.reliability,
+            "predicted_counts": self.predicted_counts(),
             "skipped": self.skipped,
+            "ignored": self.ignored,
         }
+        if include_predictions:
+            data["predictions"] = self.predictions()
+        return data
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -65,9 +134,11 @@ def compute_report(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str
     n, num_classes = logits.shape if logits.ndim == 2 else (0, len(classes))
     if n == 0:
         empty = {c: ClassMetrics(0.0, 0.0, 0.0, 0) for c in classes}
-        return EvalReport(0, 0.0, 0.0, 0.0, 0.0, tuple(classes), empty, [[0] * len(classes) for _ in classes])
+        return EvalReport(0, 0.0, 0.0, 0.0, 0.0, tuple(classes), empty, [[0] * len(classes) for _ in classes],
+                          labels=np.zeros(0, np.int64))
     log_probs = log_softmax(logits)
     pred = log_probs.argmax(axis=1)
+    confidence = np.exp(log_probs[np.arange(n), pred])
     k = min(5, num_classes)
     topk = np.argpartition(-log_probs, k - 1, axis=1)[:, :k]
     confusion = np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
@@ -76,86 +147,324 @@ def compute_report(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str
     precision = np.divide(true_pos, predicted, out=np.zeros(num_classes), where=predicted > 0)
     recall = np.divide(true_pos, actual, out=np.zeros(num_classes), where=actual > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(num_classes), where=precision + recall > 0)
+    correct = pred == labels
     return EvalReport(
         n=n,
-        top1=float((pred == labels).mean() * 100),
+        top1=float(correct.mean() * 100),
         top5=float((topk == labels[:, None]).any(axis=1).mean() * 100),
         loss=float(-log_probs[np.arange(n), labels].mean()),
-        ece=expected_calibration_error(np.exp(log_probs.max(axis=1)), pred == labels),
+        ece=expected_calibration_error(confidence, correct),
         classes=tuple(classes),
         per_class={
             name: ClassMetrics(float(precision[i]), float(recall[i]), float(f1[i]), int(actual[i]))
             for i, name in enumerate(classes)
         },
         confusion=confusion.tolist(),
+        reliability=calibration_bins(confidence, correct),
+        pred=pred,
+        confidence=confidence,
+        labels=labels,
     )
+
+
+def predictions_report(logits: np.ndarray, classes: Sequence[str]) -> EvalReport:
+    """The report of an unlabeled set: predictions and their confidence, no metrics."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1, len(classes))
+    log_probs = log_softmax(logits) if len(logits) else logits
+    pred = log_probs.argmax(axis=1) if len(logits) else np.zeros(0, np.int64)
+    nan = float("nan")
+    return EvalReport(len(logits), nan, nan, nan, nan, tuple(classes), {}, [], labeled=False, pred=pred,
+                      confidence=np.exp(log_probs.max(axis=1)) if len(logits) else np.zeros(0))
+
+
+def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE: the support-weighted gap between accuracy and mean confidence over equal-width confidence bins."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
+    which = _bin_index(confidence, bins)
     conf_sum = np.bincount(which, weights=confidence, minlength=bins)
     acc_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=bins)
     return float(np.abs(acc_sum - conf_sum).sum() / max(1, len(confidence)))
 
 
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> list[dict[str, float]]:
+    """The reliability diagram's data: per equal-width confidence bin, its range, count, mean confidence and
+    accuracy (both 0 for an empty bin)."""
+    which = _bin_index(confidence, bins)
+    counts = np.bincount(which, minlength=bins)
+    conf_sum = np.bincount(which, weights=confidence, minlength=bins)
+    acc_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=bins)
+    safe = np.maximum(counts, 1)
+    return [
+        {"lower": i / bins, "upper": (i + 1) / bins, "count": int(counts[i]),
+         "confidence": float(conf_sum[i] / safe[i]), "accuracy": float(acc_sum[i] / safe[i])}
+        for i in range(bins)
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Test-time augmentation: each mode is a weighted set of views of the normalised batch
+
+
+@dataclass(frozen=True)
+class TtaView:
+    """Mirror horizontally (or not), then translate by ``(dy, dx)`` pixels with reflect padding (the padding
+    training's random crops use); ``weight`` is the view's share of the averaged logits."""
+
+    mirror: bool
+    dy: int
+    dx: int
+    weight: float
+
+
+# Every mode holds each view both mirrored and not, with equal weights, so its logits are exactly invariant to
+# flipping the input. flip-translate weighs the untranslated pair and the +-2 px translations half and half,
+# like airbench's mirror-translate TTA.
+TTA_VIEWS: Mapping[str, tuple[TtaView, ...]] = MappingProxyType(
+    {
+        "none": (TtaView(False, 0, 0, 1.0),),
+        "flip": (TtaView(False, 0, 0, 0.5), TtaView(True, 0, 0, 0.5)),
+        "flip-translate": tuple(
+            TtaView(mirror, dy, dx, weight)
+            for (dy, dx, weight) in ((0, 0, 0.25), (2, 2, 0.125), (-2, -2, 0.125))
+            for mirror in (False, True)
+        ),
+    }
+)
+TTA_MODES: tuple[str, ...] = tuple(TTA_VIEWS)
+
+
+def check_tta(tta: str) -> tuple[TtaView, ...]:
+    """The views of ``tta``, or a :class:`CifarzooError` naming the modes."""
+    if tta not in TTA_VIEWS:
+        raise CifarzooError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    return TTA_VIEWS[tta]
+
+
+def tta_view(batch: np.ndarray, view: TtaView) -> np.ndarray:
+    """One view of a normalised ``(N, C, H, W)`` float32 batch, for the whole batch at once."""
+    x = batch[..., ::-1] if view.mirror else batch
+    pad = max(abs(view.dy), abs(view.dx))
+    if pad:
+        height, width = batch.shape[2:]
+        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect")
+        top, left = pad - view.dy, pad - view.dx
+        x = padded[:, :, top : top + height, left : left + width]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def tta_batch(batch: np.ndarray, tta: str) -> np.ndarray:
+    """All views of ``tta`` stacked: ``(V, N, C, H, W)``. For inspection; :func:`tta_logits` runs them one by one."""
+    return np.stack([tta_view(batch, view) for view in check_tta(tta)])
+
+
+def tta_logits(logits_fn: LogitsFn, batch: np.ndarray, tta: str = "none") -> np.ndarray:
+    """The weighted mean of ``logits_fn`` over the views of ``tta``: ``(N, num_classes)`` float32.
+
+    Views go through the network one at a time, so memory is that of one batch whatever the mode.
+    """
+    total: np.ndarray | None = None
+    for view in check_tta(tta):
+        logits = np.asarray(logits_fn(tta_view(batch, view)), dtype=np.float32) * np.float32(view.weight)
+        total = logits if total is None else total + logits
+    assert total is not None
+    return total
+
+
 def torch_logits(module: Any, images: Any, cfg: Any, batch_size: int = 512, tta: str = "none", amp_dtype: Any = None) -> Any:
     """Logits (float32, on the images' device) of ``module`` for a ``(N, C, H, W)`` uint8 tensor.
 
-    Normalisation uses the model config's constants; ``tta="flip"`` averages the logits of each image and its
-    mirror. The module is run in eval mode under ``inference_mode``; its mode is restored afterwards.
+    Normalisation uses the model config's constants; ``tta`` takes the same views as :func:`tta_logits`
+    (:data:`TTA_VIEWS`). The module is run in eval mode under ``inference_mode``; its mode is restored afterwards.
     """
     import torch
+    import torch.nn.functional as F
 
-    from cifarzoo.training.augment import normalize
+    from cifarzoo.training.augment import normalize as torch_normalize
 
+    views = check_tta(tta)
     was_training = module.training
     module.eval()
     device = images.device
     channels_last = next(module.parameters()).is_contiguous(memory_format=torch.channels_last) and images.shape[1] > 1
+
+    def view_of(x: torch.Tensor, view: TtaView) -> torch.Tensor:
+        x = x.flip(3) if view.mirror else x
+        pad = max(abs(view.dy), abs(view.dx))
+        if pad:
+            height, width = x.shape[2:]
+            top, left = pad - view.dy, pad - view.dx
+            x = F.pad(x, (pad,) * 4, mode="reflect")[:, :, top : top + height, left : left + width]
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
     outputs = []
     try:
         with torch.inference_mode(), torch.autocast(device.type, amp_dtype or torch.float32, enabled=amp_dtype is not None):
             for chunk in images.split(batch_size):
-                x = normalize(chunk, cfg)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                logits = module(x).float()
-                if tta == "flip":
-                    logits = (logits + module(x.flip(3)).float()) / 2
+                x = torch_normalize(chunk, cfg)
+                logits = sum(module(view_of(x, view)).float() * view.weight for view in views)
                 outputs.append(logits)
     finally:
         module.train(was_training)
     return torch.cat(outputs) if outputs else torch.zeros(0, 0, device=device)
 
 
+# ----------------------------------------------------------------------------------------------------------
+# The streaming evaluator
+
+
+class _MistakeKeeper:
+    """The ``limit`` most confident misclassified images seen so far: bounded memory for any test set."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.kept: list[MisclassifiedExample] = []
+
+    def add(self, ids: Sequence[str], images: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> None:
+        if self.limit <= 0:
+            return
+        log_probs = log_softmax(logits.astype(np.float64))
+        pred = log_probs.argmax(axis=1)
+        confidence = np.exp(log_probs.max(axis=1))
+        wrong = np.flatnonzero(pred != labels)
+        for i in wrong[np.argsort(-confidence[wrong], kind="stable")][: self.limit]:
+            self.kept.append(MisclassifiedExample(ids[i], images[i].copy(), int(labels[i]), int(pred[i]), float(confidence[i])))
+        self.kept.sort(key=lambda e: -e.confidence)
+        del self.kept[self.limit :]
+
+
+def _decoded_batches(
+    testset: TestSet, cfg: PreprocessConfig, batch_size: int, workers: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[ImageReadError]]]:
+    """``(indices into testset, (n, H, W, C) uint8 images at the model's size, read errors)`` per batch."""
+    from cifarzoo.engines.predict import decode_stream
+
+    if testset.images is not None and testset.array_fits(cfg):
+        for start in range(0, len(testset), batch_size):
+            stop = min(start + batch_size, len(testset))
+            yield np.arange(start, stop), testset.array_batch(start, stop), []
+        return
+    # Files, or arrays in another size or colour mode: decode/convert in the pool, the next batch meanwhile.
+    items = testset.paths if testset.paths is not None else testset.iter_arrays()
+    empty = np.zeros((0, cfg.input_size, cfg.input_size, cfg.in_chans), np.uint8)
+    start = 0
+    for chunk, decoded in decode_stream(items, cfg, batch_size, workers):
+        good = [i for i, arr in enumerate(decoded) if isinstance(arr, np.ndarray)]
+        errors = [arr for arr in decoded if isinstance(arr, ImageReadError)]
+        images = np.stack([decoded[i] for i in good]) if good else empty  # type: ignore[misc]
+        yield start + np.asarray(good, dtype=np.int64), images, errors
+        start += len(chunk)
+
+
+def _strict_error(path: str, reason: str) -> CifarzooError:
+    return CifarzooError(f"{path}: {reason} (strict mode: an unreadable file is an error)")
+
+
+def evaluate_testset(
+    logits_fn: LogitsFn,
+    cfg: PreprocessConfig,
+    testset: TestSet,
+    batch_size: int = 256,
+    tta: str = "none",
+    strict: bool = False,
+    progress: bool = False,
+    max_examples: int = MAX_EXAMPLES,
+    workers: int | None = None,
+) -> EvalReport:
+    """Evaluate any backend (a function from normalised float32 NCHW batches to logits) on a test set.
+
+    Files are decoded in a thread pool while the previous batch runs through the network, and only a batch
+    of images is held at a time (plus the ``max_examples`` most confident mistakes, for the report's grid).
+    Unreadable files are listed in ``skipped`` and the rest evaluated; ``strict`` makes the first one an
+    error instead. ``progress`` shows a progress bar with img/s on stderr. An unlabeled set gives a
+    predictions-only report.
+    """
+    check_tta(tta)
+    if strict and testset.skipped:
+        raise _strict_error(testset.skipped[0]["path"], testset.skipped[0]["reason"])
+    skipped = list(testset.skipped)
+    keeper = _MistakeKeeper(max_examples if testset.labeled else 0)
+    logits_parts: list[np.ndarray] = []
+    index_parts: list[np.ndarray] = []
+    bar = _progress_bar(len(testset), progress)
+    try:
+        for indices, images, errors in _decoded_batches(testset, cfg, batch_size, workers):
+            if errors and strict:
+                raise _strict_error(errors[0].path, errors[0].reason)
+            skipped.extend({"path": e.path, "reason": e.reason} for e in errors)
+            if len(indices):
+                logits = tta_logits(logits_fn, normalize(images, cfg), tta)
+                logits_parts.append(logits)
+                index_parts.append(indices)
+                if testset.labels is not None:
+                    keeper.add([testset.ids[i] for i in indices], images, logits, testset.labels[indices])
+            if bar is not None:
+                bar.update(len(indices) + len(errors))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if len(testset) and not index_parts:
+        first = skipped[0] if skipped else {"path": testset.name, "reason": "nothing to read"}
+        raise CifarzooError(
+            f"{testset.name}: none of its {len(testset)} images could be read (first: {first['path']}: {first['reason']})"
+        )
+    num_classes = len(testset.classes)
+    logits = np.concatenate(logits_parts) if logits_parts else np.zeros((0, num_classes), np.float32)
+    order = np.concatenate(index_parts) if index_parts else np.zeros(0, np.int64)
+    if testset.labels is not None:
+        report = compute_report(logits, testset.labels[order], testset.classes)
+    else:
+        report = predictions_report(logits, testset.classes)
+    report.name, report.tta = testset.name, tta
+    report.skipped, report.ignored = skipped, list(testset.ignored)
+    report.ids = [testset.ids[i] for i in order]
+    report.examples = keeper.kept
+    return report
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    """tqdm on stderr (its rate reads img/s), or ``None``; tqdm is imported only when shown."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="eval", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
 def evaluate_arrays(
-    logits_fn: Any,
-    cfg: Any,
+    logits_fn: LogitsFn,
+    cfg: PreprocessConfig,
     images: np.ndarray,
     labels: np.ndarray,
     classes: Sequence[str],
     batch_size: int = 256,
     tta: str = "none",
 ) -> EvalReport:
-    """Evaluate any backend (a function from float32 NCHW batches to logits) on ``(N, H, W, C)`` uint8 images.
-
-    Images must already be at the model's input size (dataset splits are); normalisation is the model
-    config's. ``tta="flip"`` averages each image's logits with its mirror's.
-    """
-    from cifarzoo.data.preprocess import normalize
-
+    """Evaluate any backend on ``(N, H, W, C)`` uint8 images already at the model's input size (dataset splits
+    are); a thin wrapper over :func:`evaluate_testset`."""
     size = cfg.input_size
     if images.ndim != 4 or images.shape[1:3] != (size, size) or images.shape[3] != cfg.in_chans:
         raise ValueError(f"expected (N, {size}, {size}, {cfg.in_chans}) uint8 images, got {images.shape}")
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        x = normalize(images[start : start + batch_size], cfg)
-        logits = np.asarray(logits_fn(x), dtype=np.float32)
-        if tta == "flip":
-            logits = (logits + np.asarray(logits_fn(np.ascontiguousarray(x[..., ::-1])), dtype=np.float32)) / 2
-        outputs.append(logits)
-    all_logits = np.concatenate(outputs) if outputs else np.zeros((0, len(classes)), np.float32)
-    return compute_report(all_logits, labels, classes)
+    testset = TestSet.from_arrays(images, labels, classes, name="arrays")
+    return evaluate_testset(logits_fn, cfg, testset, batch_size, tta)
+
+
+__all__ = [
+    "ClassMetrics",
+    "EvalReport",
+    "MisclassifiedExample",
+    "TTA_MODES",
+    "TTA_VIEWS",
+    "compute_report",
+    "evaluate_arrays",
+    "evaluate_testset",
+    "expected_calibration_error",
+    "calibration_bins",
+    "torch_logits",
+    "tta_batch",
+    "tta_logits",
+]

@@ -7,8 +7,10 @@ maps a float32 NCHW array to logits, so one loop serves every backend. :class:`T
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -71,23 +73,40 @@ def predictions_from_logits(
 
 
 def decode_stream(
-    images: Iterable[ImageInput], cfg: PreprocessConfig, batch_size: int, workers: int | None = None
+    images: Iterable[ImageInput],
+    cfg: PreprocessConfig,
+    batch_size: int,
+    workers: int | None = None,
+    prefetch: int = 1,
 ) -> Iterator[tuple[list[ImageInput], list[np.ndarray | ImageReadError]]]:
-    """Decode images in a thread pool, ``batch_size`` at a time, yielding ``(inputs, arrays_or_errors)``.
+    """Decode images in a thread pool, ``batch_size`` at a time, yielding ``(inputs, arrays_or_errors)`` in order.
 
-    PIL releases the GIL while decoding, so threads overlap file reads and decodes. Only one batch of
-    decoded images is held at a time: memory stays bounded for any number of files.
+    PIL releases the GIL while decoding, so threads overlap file reads and decodes. Before a chunk is yielded,
+    the next ``prefetch`` chunks are already submitted to the pool, so they decode while the caller runs the
+    network on this one. ``images`` is consumed lazily and at most ``1 + prefetch`` chunks are in flight:
+    memory stays bounded for any number of files.
     """
     workers = workers or min(8, (os.cpu_count() or 1) + 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunk: list[ImageInput] = []
-        for image in images:
-            chunk.append(image)
-            if len(chunk) == batch_size:
-                yield chunk, list(pool.map(try_load_uint8, chunk, [cfg] * len(chunk)))
-                chunk = []
+    source = iter(images)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    pending: deque[tuple[list[ImageInput], list[Future]]] = deque()
+
+    def submit_next() -> bool:
+        chunk = list(islice(source, batch_size))
         if chunk:
-            yield chunk, list(pool.map(try_load_uint8, chunk, [cfg] * len(chunk)))
+            pending.append((chunk, [pool.submit(try_load_uint8, image, cfg) for image in chunk]))
+        return bool(chunk)
+
+    try:
+        submit_next()
+        while pending:
+            chunk, futures = pending.popleft()
+            while len(pending) < max(1, prefetch) and submit_next():
+                pass
+            yield chunk, [future.result() for future in futures]
+    finally:
+        # A caller that stops early (an error, --strict) should not wait for chunks nobody will read.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def predict_images(

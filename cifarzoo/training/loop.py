@@ -348,7 +348,8 @@ class Trainer:
             val = self.evaluate(self.data.val_images, self.data.val_labels)
             self.schedule.end_epoch(val.loss)
             row.update(val_loss=val.loss, val_top1=val.top1)
-            improved = val.top1 > self.best["val_top1"]
+            # Without a validation split (data.val_size = 0) the last epoch is the one kept.
+            improved = val.n == 0 or val.top1 > self.best["val_top1"]
             if improved:
                 self.best = {"val_top1": val.top1, "val_loss": val.loss, "epoch": epoch}
             if ctx.is_main:
