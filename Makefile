@@ -27,9 +27,11 @@ data:
 	  else echo "note: $(FM_DIR) missing and not root: the Fashion-MNIST tests will be skipped"; fi; \
 	fi
 
+# The main job: the zoo, then the bundled Fashion-MNIST model on real test images, offline and torch-free (ONNX).
 run: $(STAMP)
 	$(BIN)/cifarzoo list
-	$(BIN)/cifarzoo info resnet50-c10
+	$(BIN)/cifarzoo info resnet26-fm
+	$(BIN)/cifarzoo predict examples/ --topk 3
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest

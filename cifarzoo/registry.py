@@ -152,7 +152,29 @@ _COSTS: dict[str, tuple[int, float]] = {
 }
 
 # Released weights and their measured metrics, by zoo name. Entries not listed have none yet.
-_RELEASES: dict[str, tuple[WeightsSource, dict[str, float]]] = {}
+_RELEASES: dict[str, tuple[WeightsSource, dict[str, float]]] = {
+    # Trained on this project's 2-core CPU (train/README.md); metrics re-measured on the bundled fp16 files by
+    # train/bundle.py, and reproduced by `cifarzoo eval --dataset fashion-mnist --split test`.
+    "resnet26-fm": (
+        WeightsSource(
+            kind="bundled",
+            location="resnet26-fm",
+            sha256={
+                "model.safetensors": "f3dcdde00dbcebd2aa32913f0ef5c2d7833176e9e72db35c69d93f9d9e1e1b58",
+                "model.onnx": "e1d78b9f4961d28c8f3fbf00370799b0ab7e4098711cb2a7004c68f369a5a71a",
+            },
+        ),
+        {
+            "test_top1": 93.32000000000001,
+            "test_top5": 99.92,
+            "test_top1_flip_tta": 93.47,
+            "val_top1": 93.72,
+            "test_ece": 0.07488997195489998,
+            "best_epoch": 15,
+            "epochs": 15,
+        },
+    ),
+}
 
 # The model `cifarzoo predict` uses when no --model is given: the offline default.
 DEFAULT_MODEL = "resnet26-fm"

@@ -55,7 +55,7 @@ def info_command(
         ("mean / std", f"{pre['mean']} / {pre['std']}"),
         ("params", f"{info['params']:,}"),
         ("GFLOPs", f"{info['gflops']:.3f} per image"),
-        ("metrics", ", ".join(f"{k}={v}" for k, v in info["metrics"].items()) or "not measured yet"),
+        ("metrics", ", ".join(f"{k}={v:.4g}" for k, v in info["metrics"].items()) or "not measured yet"),
         ("weights", info["weights"]),
         ("recipe", info["recipe"]),
     ]

@@ -1,0 +1,61 @@
+"""The bundled offline default: intact, consistent with the registry, and its accuracy reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cifarzoo
+from cifarzoo.data.datasets import SYSTEM_FASHION_MNIST
+from cifarzoo.io.resolve import resolve_model_dir
+from cifarzoo.registry import DEFAULT_MODEL, ZOO
+
+BUNDLED = [name for name, entry in ZOO.items() if entry.weights.kind == "bundled"]
+needs_fm = pytest.mark.skipif(not (SYSTEM_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+                              reason="needs Debian's dataset-fashion-mnist (make test installs it)")
+
+
+def test_default_model_is_bundled_and_small() -> None:
+    assert DEFAULT_MODEL in BUNDLED
+    folder = resolve_model_dir(DEFAULT_MODEL)  # verifies every pinned sha256
+    assert sum(p.stat().st_size for p in folder.parent.rglob("*") if p.is_file()) <= 25_000_000
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_registry_metrics_are_the_checkpoints(name: str) -> None:
+    folder = resolve_model_dir(name)
+    config = json.loads((folder / "config.json").read_text())
+    assert dict(ZOO[name].metrics) == config["metrics"] and config["name"] == name
+    assert ZOO[name].top1 is not None and ZOO[name].weights.available
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_backends_load_the_bundle(name: str) -> None:
+    torch_model, onnx_model = cifarzoo.load(name, device="cpu"), cifarzoo.load(name, device="cpu", backend="onnx")
+    assert torch_model.classes == onnx_model.classes == ZOO[name].dataset.classes
+
+
+@needs_fm
+def test_eval_reproduces_the_recorded_accuracy_exactly() -> None:
+    from typer.testing import CliRunner
+
+    from cifarzoo.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--dataset", "fashion-mnist", "--split", "test", "--json"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 10_000 and report["top1"] == ZOO[DEFAULT_MODEL].metrics["test_top1"]
+
+
+@needs_fm
+def test_int8_on_the_trained_model_keeps_top1(tmp_path) -> None:
+    import shutil
+
+    from cifarzoo.engines.export import export
+
+    folder = tmp_path / "fm"
+    shutil.copytree(resolve_model_dir(DEFAULT_MODEL), folder)
+    result = export(folder, "onnx", dtype="int8", check=True)  # raises below 99% top-1 agreement
+    assert result.parity.n == 256 and result.parity.top1_agreement >= 0.99
+    assert result.path.stat().st_size < (folder / "model.onnx").stat().st_size / 3
