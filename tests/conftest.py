@@ -39,3 +39,41 @@ def image_dir(tmp_path, rng):
     for path in paths:
         Image.fromarray(random_rgb(rng)).save(path)
     return tmp_path / "imgs"
+
+
+class CodeRunningObject:
+    """Unpickling this runs ``touch marker``: what a safe loader must refuse."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def write_code_running_pickle(path, marker) -> None:
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump({"conv1.weight": CodeRunningObject(marker)}, f, protocol=2)  # torch.save's protocol
+
+
+def run_cli_without_torch(args: list[str]) -> str:
+    """Run ``cifarzoo ARGS`` in a fresh interpreter, assert it succeeded without importing torch, return stdout."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cifarzoo.cli import main\n"
+        f"sys.argv = ['cifarzoo', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('NO_TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("NO_TORCH")
+    return out.stdout.rsplit("NO_TORCH", 1)[0]

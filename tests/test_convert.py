@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import pickle
 from collections import OrderedDict
 
 import pytest
@@ -13,6 +11,7 @@ from typer.testing import CliRunner
 
 import cifarzoo
 from cifarzoo.cli import app
+from conftest import CodeRunningObject, write_code_running_pickle
 from cifarzoo.engines.convert import convert_checkpoint, read_foreign_state_dict
 from cifarzoo.errors import CheckpointError, CifarzooError
 
@@ -88,14 +87,8 @@ def test_wrong_arch_is_a_shape_mismatch_by_name(tmp_path, source) -> None:
 
 def test_pickle_with_code_does_not_run(tmp_path) -> None:
     marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
     path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"conv1.weight": Exploit()}, f, protocol=2)  # torch.save's protocol
+    write_code_running_pickle(path, marker)
     result = convert(str(path), "--arch", "resnet26", "--dataset", "c10", "--out", str(tmp_path / "out"))
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
@@ -104,7 +97,7 @@ def test_pickle_with_code_does_not_run(tmp_path) -> None:
     assert not marker.exists() and not (tmp_path / "out").exists()
     # The same file through torch's zip format (what torch.save writes) is refused as well.
     zipped = tmp_path / "evil.pt"
-    torch.save({"conv1.weight": Exploit()}, zipped)
+    torch.save({"conv1.weight": CodeRunningObject(marker)}, zipped)
     with pytest.raises(CheckpointError, match=r"refused: .*GLOBAL posix\.system"):
         read_foreign_state_dict(zipped)
     assert not marker.exists()

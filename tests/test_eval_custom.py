@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from types import MappingProxyType
 
@@ -31,6 +29,7 @@ from cifarzoo.data.testsets import CLASS_SYNONYMS, ClassMatcher, read_custom_dir
 from cifarzoo.engines.evaluate import TTA_MODES, torch_logits, tta_batch, tta_logits
 from cifarzoo.engines.predict import decode_stream
 from cifarzoo.errors import CifarzooError
+from conftest import run_cli_without_torch
 
 runner = CliRunner()
 C10 = CIFAR10.classes
@@ -502,18 +501,9 @@ def onnx_checkpoint(c10_checkpoint, tmp_path_factory) -> Path:
 def test_onnx_eval_never_imports_torch(onnx_checkpoint, class_dir, tmp_path) -> None:
     (class_dir / "cats" / "bad.png").write_bytes(b"")
     report_dir = tmp_path / "report"
-    code = (
-        "import sys\n"
-        "from cifarzoo.cli import main\n"
-        f"sys.argv = ['cifarzoo', 'eval', '--model', {str(onnx_checkpoint)!r}, '--backend', 'onnx', '--custom-dir', "
-        f"{str(class_dir)!r}, '--tta', 'flip', '--report', {str(report_dir)!r}, '--json']\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "print('NO_TORCH')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("NO_TORCH")
-    data = json.loads(out.stdout.rsplit("NO_TORCH", 1)[0])
+    data = json.loads(run_cli_without_torch([
+        "eval", "--model", str(onnx_checkpoint), "--backend", "onnx", "--custom-dir", str(class_dir),
+        "--tta", "flip", "--report", str(report_dir), "--json",
+    ]))
     assert data["n"] == 8 and data["skipped"][0]["reason"] == "empty file"
     assert (report_dir / "confusion.png").is_file()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from cifarzoo.engines.export import export
 from cifarzoo.engines.runtime import ONNX_NAME, TORCHSCRIPT_NAME, OnnxModel, TorchScriptModel, cuda_usable, onnx_providers
 from cifarzoo.io.export import check_parity, parity_inputs
 from cifarzoo.models.specs import ARCHS
+from conftest import run_cli_without_torch
 
 # tv_resnet50 upsamples to 224 px: parity on 256 inputs takes a while on 2 cores, but every arch is covered.
 ENTRIES = [f"{arch}-fm" if not arch.startswith("tv_") else f"{arch}-c10" for arch in ARCHS]
@@ -159,14 +158,7 @@ def test_onnx_predict_never_imports_torch(checkpoints, tmp_path) -> None:
     folder = checkpoints["resnet26-fm"]
     export(folder, "onnx")
     Image.new("L", (28, 28), 200).save(tmp_path / "one.png")
-    code = (
-        "import sys\n"
-        "from cifarzoo.cli import main\n"
-        f"sys.argv = ['cifarzoo', 'predict', {str(tmp_path / 'one.png')!r}, '--model', {str(folder)!r}, '--backend', 'onnx', '--json']\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "print('NO_TORCH')\n"
+    stdout = run_cli_without_torch(
+        ["predict", str(tmp_path / "one.png"), "--model", str(folder), "--backend", "onnx", "--json"]
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("NO_TORCH") and json.loads(out.stdout.rsplit("NO_TORCH", 1)[0])[0]["label"]
+    assert json.loads(stdout)[0]["label"]

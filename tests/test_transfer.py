@@ -9,6 +9,7 @@ from torch import nn
 import cifarzoo
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io import pretrained
+from conftest import write_code_running_pickle
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +82,9 @@ def test_offline_without_weights_is_a_clear_error(tmp_path, monkeypatch) -> None
 
 
 def test_pickle_with_code_is_refused(tmp_path) -> None:
-    import os
-    import pickle
-
     marker = tmp_path / "pwned"
-
-    class Exploit:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
     path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"conv1.weight": Exploit()}, f)
+    write_code_running_pickle(path, marker)
     with pytest.raises(CifarzooError, match="cannot read ImageNet weights"):
         pretrained.imagenet_state_dict(path)
     assert not marker.exists()
