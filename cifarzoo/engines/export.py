@@ -68,8 +68,6 @@ def export(
     inputs and raises if it falls outside the tolerance (fp32: 1e-4 of the logit scale and identical top-1;
     int8: 99% top-1 agreement on real images).
     """
-    import torch
-
     from cifarzoo.api import load
     from cifarzoo.engines.runtime import TORCHSCRIPT_NAME, OnnxModel, TorchScriptModel
     from cifarzoo.io import export as ex

@@ -20,7 +20,6 @@ from torch import nn
 from cifarzoo.atomic import atomic_path
 from cifarzoo.config import ModelConfig
 from cifarzoo.engines.runtime import CONFIG_NAME, ONNX_CONFIG_KEY
-from cifarzoo.errors import CifarzooError
 
 log = logging.getLogger(__name__)
 
