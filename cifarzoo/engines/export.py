@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 
 from cifarzoo.errors import CifarzooError
+from cifarzoo.io.layout import ONNX_FILES, TORCHSCRIPT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,18 @@ def export(
     int8: 99% top-1 agreement on real images).
     """
     from cifarzoo.api import load
-    from cifarzoo.engines.runtime import TORCHSCRIPT_NAME, OnnxModel, TorchScriptModel
+    from cifarzoo.engines.runtime import OnnxModel, TorchScriptModel
     from cifarzoo.io import export as ex
 
     if fmt not in ("onnx", "torchscript"):
         raise CifarzooError(f"unknown format {fmt!r}; choose onnx or torchscript")
-    if dtype not in ex.ONNX_FILES or (fmt == "torchscript" and dtype != "fp32"):
+    if dtype not in ONNX_FILES or (fmt == "torchscript" and dtype != "fp32"):
         raise CifarzooError(f"--dtype {dtype} is not available for {fmt} (onnx: fp32, fp16, int8; torchscript: fp32)")
     torch_model = load(model, device="cpu")
     folder = Path(model) if Path(model).is_dir() else Path(str(model))
     if not Path(model).is_dir() and out is None:
         torch_model.save_pretrained(folder)
-    target = Path(out) if out else folder / (ex.ONNX_FILES[dtype] if fmt == "onnx" else TORCHSCRIPT_NAME)
+    target = Path(out) if out else folder / (ONNX_FILES[dtype] if fmt == "onnx" else TORCHSCRIPT_NAME)
     config = torch_model.config
     net = torch_model.net
 

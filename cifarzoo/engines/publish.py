@@ -29,13 +29,22 @@ from cifarzoo.data.specs import DATASETS
 from cifarzoo.engines.export import CALIBRATION_IMAGES, Exported, export
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.hub import HUB_PREFIX, Upload, check_repo_id, upload_folder
+from cifarzoo.io.layout import (
+    CONFIG_NAME,
+    CURVES_NAME,
+    METRICS_NAME,
+    ONNX_FILES,
+    ONNX_NAME,
+    TORCHSCRIPT_NAME,
+    WEIGHTS_NAME,
+)
 
 LICENSE = "apache-2.0"
 CARD_NAME = "README.md"
 TEMPLATE = "MODEL_CARD.md"
-INT8_NAME = "model.int8.onnx"
-# Run files that travel with the weights when the run has them (names as cifarzoo.training.run_files writes them).
-RUN_FILES: tuple[str, ...] = ("curves.png", "metrics.jsonl")
+INT8_NAME = ONNX_FILES["int8"]
+# Run files that travel with the weights when the run has them.
+RUN_FILES: tuple[str, ...] = (CURVES_NAME, METRICS_NAME)
 
 
 @dataclass(frozen=True)
@@ -417,8 +426,8 @@ def build_hub_folder(
     folder = _empty_folder(Path(out))
     model.save_pretrained(folder)
     exports = {
-        "model.onnx": export(folder, "onnx", check=True),
-        "model.torchscript.pt": export(folder, "torchscript", check=True),
+        ONNX_NAME: export(folder, "onnx", check=True),
+        TORCHSCRIPT_NAME: export(folder, "torchscript", check=True),
     }
     notes: list[str] = []
     if int8:
@@ -451,13 +460,13 @@ def _empty_folder(path: Path) -> Path:
 
 
 _FILE_TEXT: Mapping[str, str] = MappingProxyType({
-    "config.json": "the self-describing config: arch, classes, preprocessing, metrics, recipe",
-    "model.safetensors": "fp32 weights (safetensors); with config.json, what `cifarzoo.load` reads",
-    "model.onnx": "ONNX fp32, dynamic batch axis, config in its metadata",
+    CONFIG_NAME: "the self-describing config: arch, classes, preprocessing, metrics, recipe",
+    WEIGHTS_NAME: "fp32 weights (safetensors); with config.json, what `cifarzoo.load` reads",
+    ONNX_NAME: "ONNX fp32, dynamic batch axis, config in its metadata",
     INT8_NAME: f"ONNX int8 (static QDQ, calibrated on {CALIBRATION_IMAGES} training images), for CPUs",
-    "model.torchscript.pt": "TorchScript (traced), config inside",
-    "curves.png": "training curves: loss and top-1 per epoch",
-    "metrics.jsonl": "per-epoch training log",
+    TORCHSCRIPT_NAME: "TorchScript (traced), config inside",
+    CURVES_NAME: "training curves: loss and top-1 per epoch",
+    METRICS_NAME: "per-epoch training log",
     CARD_NAME: "this card",
 })
 

@@ -17,9 +17,8 @@ from cifarzoo.config import ModelConfig
 from cifarzoo.engines.predict import Predictor
 from cifarzoo.errors import CheckpointError, CifarzooError
 
-ONNX_NAME = "model.onnx"
-TORCHSCRIPT_NAME = "model.torchscript.pt"
-CONFIG_NAME = "config.json"
+from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, TORCHSCRIPT_NAME
+
 # The ONNX metadata key that carries the model config, so a lone .onnx file still describes itself.
 ONNX_CONFIG_KEY = "cifarzoo.config"
 

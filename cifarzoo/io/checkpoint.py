@@ -19,8 +19,7 @@ from cifarzoo.errors import CheckpointError, ConfigError
 from cifarzoo.atomic import atomic_path, atomic_write_text
 from cifarzoo.models.factory import build_model
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
+from cifarzoo.io.layout import CONFIG_NAME, WEIGHTS_NAME
 
 
 def save_checkpoint(

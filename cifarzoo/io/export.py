@@ -19,12 +19,12 @@ from torch import nn
 
 from cifarzoo.atomic import atomic_path
 from cifarzoo.config import ModelConfig
-from cifarzoo.engines.runtime import CONFIG_NAME, ONNX_CONFIG_KEY
+from cifarzoo.engines.runtime import ONNX_CONFIG_KEY
+from cifarzoo.io.layout import CONFIG_NAME
 
 log = logging.getLogger(__name__)
 
 Dtype = Literal["fp32", "fp16", "int8"]
-ONNX_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 DEFAULT_OPSET = 18
 
 

@@ -23,17 +23,17 @@ from cifarzoo._version import __version__
 from cifarzoo.config import ModelConfig
 from cifarzoo.errors import CheckpointError, CifarzooError, ConfigError, UnknownModelError
 from cifarzoo.io.integrity import verify_sha256
+from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, TORCHSCRIPT_NAME, WEIGHTS_NAME
 from cifarzoo.registry import ZooEntry
 
 HUB_PREFIX = "hf://"
-CONFIG_NAME = "config.json"
 DEFAULT_REVISION = "main"
 
 # What each backend reads from a model folder; only these files are downloaded.
 BACKEND_FILES: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "torch": (CONFIG_NAME, "model.safetensors"),
-    "onnx": (CONFIG_NAME, "model.onnx"),
-    "torchscript": (CONFIG_NAME, "model.torchscript.pt"),
+    "torch": (CONFIG_NAME, WEIGHTS_NAME),
+    "onnx": (CONFIG_NAME, ONNX_NAME),
+    "torchscript": (CONFIG_NAME, TORCHSCRIPT_NAME),
 })
 # ``auto`` takes the first of these the repo (or, offline, the cache) has in full.
 AUTO_ORDER: tuple[str, ...] = ("onnx", "torch")

@@ -10,10 +10,9 @@ from typing import Any
 import torch
 
 from cifarzoo.atomic import atomic_path
+from cifarzoo.io.layout import CURVES_NAME, METRICS_NAME
 
 STATE_NAME = "state.pt"
-METRICS_NAME = "metrics.jsonl"
-CURVES_NAME = "curves.png"
 RECIPE_NAME = "recipe.json"
 
 

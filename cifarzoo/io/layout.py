@@ -1,0 +1,17 @@
+"""The file names of a model folder, in one place. Torch-free.
+
+A checkpoint folder holds ``config.json`` and ``model.safetensors``; exports add the ONNX and TorchScript
+files beside them; a training run adds its log and curves. Every reader and writer (checkpoints, runtime
+backends, export, Hub download and publish, training) takes the names from here.
+"""
+
+from __future__ import annotations
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ONNX_NAME = "model.onnx"
+TORCHSCRIPT_NAME = "model.torchscript.pt"
+# ONNX file per dtype: fp32 is the default backend file, the others sit beside it.
+ONNX_FILES = {"fp32": ONNX_NAME, "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+METRICS_NAME = "metrics.jsonl"
+CURVES_NAME = "curves.png"
