@@ -11,6 +11,10 @@ import torch
 
 from cifarzoo.atomic import atomic_path
 from cifarzoo.io.layout import CURVES_NAME, METRICS_NAME
+from cifarzoo.io.run_metrics import read_metrics
+
+__all__ = ["STATE_NAME", "RECIPE_NAME", "save_state", "load_state", "append_metrics", "read_metrics",
+           "truncate_metrics", "plot_curves"]
 
 STATE_NAME = "state.pt"
 RECIPE_NAME = "recipe.json"
@@ -32,13 +36,6 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS_NAME
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
