@@ -34,6 +34,7 @@ from cifarzoo.models.factory import build_model
 from cifarzoo.models.specs import ARCHS
 from cifarzoo.training import run_files
 from cifarzoo.training.augment import BatchAugment
+from cifarzoo.training.distill import distillation_loss, load_teacher
 from cifarzoo.training.distributed import DistContext
 from cifarzoo.training.optim import LRSchedule, build_ema, build_optimizer, l2_penalty, sam_perturb, sam_restore
 from cifarzoo.training.recipe import Recipe
@@ -181,6 +182,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if tcfg.precision == "fp16" else None
         self.augment = BatchAugment(data.train_images, data.preprocess, recipe.data.crop_padding, recipe.data.flip,
                                     recipe.data.cutout, recipe.data.auto_augment, recipe.data.augment_group)
+        self.teacher = None
+        if recipe.distill.teacher:
+            self.teacher = load_teacher(recipe.distill.teacher, self.config, self.device, memory_format)
         self.model: nn.Module = self.net
         if ctx.distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -231,6 +235,7 @@ class Trainer:
         shard = order[ctx.rank :: ctx.world_size][: self.steps_per_epoch * self.rank_batch]
         self.net.train()
         loss_sum = torch.zeros((), device=self.device)
+        kd_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         grad_norms: dict[str, float] = {}
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -241,11 +246,12 @@ class Trainer:
             lr = self.schedule.step(step0 + i)
             x = self.augment(indices, data_gen).contiguous(memory_format=self.memory_format)
             y = self.data.train_labels[indices]
-            logits, loss = self._forward_backward(x, y)
+            teacher_logits = self.teacher.logits(x, self.amp_dtype) if self.teacher is not None else None
+            logits, loss, kd = self._forward_backward(x, y, teacher_logits)
             if self.recipe.optim.sam_rho > 0:
                 offsets = sam_perturb(params, self.recipe.optim.sam_rho)
                 self.optimizer.zero_grad(set_to_none=True)
-                self._forward_backward(x, y)
+                self._forward_backward(x, y, teacher_logits)
                 sam_restore(params, offsets)
             if tcfg.log_grad_norms:
                 self._accumulate_grad_norms(grad_norms)
@@ -262,6 +268,8 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.net)
             loss_sum += loss.detach() * len(y)
+            if kd is not None:
+                kd_sum += kd.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             if bar is not None:
                 elapsed = time.perf_counter() - start
@@ -273,7 +281,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
-        totals = ctx.all_reduce_sum(torch.stack([loss_sum, correct]).float())
+        totals = ctx.all_reduce_sum(torch.stack([loss_sum, correct, kd_sum]).float())
         seen = self.steps_per_epoch * self.rank_batch * ctx.world_size
         row = {
             "train_loss": float(totals[0] / seen),
@@ -282,6 +290,8 @@ class Trainer:
             "seconds": seconds,
             "img_per_s": seen / seconds,
         }
+        if self.teacher is not None:
+            row["train_kd"] = float(totals[2] / seen)
         if grad_norms:
             row["grad_norms"] = {k: v / self.steps_per_epoch for k, v in grad_norms.items()}
         return row
@@ -309,14 +319,25 @@ class Trainer:
             raise RuntimeError(f"DDP ranks diverged: weight checksums {[float(s) for s in sums]}")
         log.info("ranks in sync: %d ranks share weight checksum %.6f", self.ctx.world_size, float(sums[0]))
 
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_backward(
+        self, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One forward and backward pass; returns the logits, the cross-entropy on the labels (what
+        ``train_loss`` reports for every run, distilled or not) and the distillation term (or ``None``)."""
+        smoothing = self.recipe.train.label_smoothing
         with torch.autocast(self.device.type, self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             logits = self.model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.recipe.train.label_smoothing)
+        kd = None
+        if teacher_logits is None:
+            loss = objective = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
+        else:
+            distill = self.recipe.distill
+            objective, loss, kd = distillation_loss(logits, teacher_logits, y, distill.alpha, distill.temperature,
+                                                    smoothing)
         penalty = l2_penalty(self.net, self.recipe.optim)
-        total = loss + penalty if penalty is not None else loss
+        total = objective + penalty if penalty is not None else objective
         (self.scaler.scale(total) if self.scaler is not None else total).backward()
-        return logits, loss
+        return logits, loss, kd
 
     def _accumulate_grad_norms(self, into: dict[str, float]) -> None:
         squares: dict[str, float] = {}

@@ -103,6 +103,15 @@ class TrainSection:
 
 
 @dataclass
+class DistillSection:
+    """Knowledge distillation from a frozen teacher (off while ``teacher`` is empty)."""
+
+    teacher: str = ""  # a run directory, checkpoint folder, zoo name or hf:// id with the same classes
+    alpha: float = 0.9  # weight of the soft (teacher) term; 1 - alpha weights cross-entropy on the labels
+    temperature: float = 4.0  # softmax temperature for both networks' logits in the soft term
+
+
+@dataclass
 class Recipe:
     """A complete training recipe. ``name`` is the zoo name it produces (``resnet26-fm``)."""
 
@@ -113,6 +122,7 @@ class Recipe:
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     train: TrainSection = field(default_factory=TrainSection)
+    distill: DistillSection = field(default_factory=DistillSection)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -158,6 +168,8 @@ class Recipe:
             (self.train.batch_size >= 1 and self.train.eval_batch_size >= 1, "batch sizes must be >= 1"),
             (0 <= self.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
             (0 <= self.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
+            (0 <= self.distill.alpha <= 1 and self.distill.temperature > 0,
+             "distill.alpha must be in [0, 1] and distill.temperature > 0"),
         ]
         for ok, message in checks:
             if not ok:
