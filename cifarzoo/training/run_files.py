@@ -45,30 +45,9 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def plot_curves(run_dir: Path, title: str) -> Path | None:
-    """``curves.png``: train vs val loss and accuracy per epoch. ``None`` without matplotlib."""
-    rows = read_metrics(run_dir)
-    try:
-        import matplotlib
+def plot_curves(run_dir: Path, title: str) -> Path:
+    """``curves.png``: train vs val loss and accuracy per epoch (and gradient norms when logged), drawn by
+    the same code as ``cifarzoo compare``."""
+    from cifarzoo.engines.compare import load_runs, plot_comparison
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in rows], label="train")
-    ax_loss.plot(epochs, [r["val_loss"] for r in rows], label="val")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.plot(epochs, [r["train_top1"] for r in rows], label="train (augmented)")
-    ax_acc.plot(epochs, [r["val_top1"] for r in rows], label="val")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 %", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(run_dir / CURVES_NAME) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return run_dir / CURVES_NAME
+    return plot_comparison(load_runs([run_dir]), run_dir / CURVES_NAME, title)
