@@ -146,6 +146,8 @@ def test_bad_run_directories_are_one_line_errors(tmp_path, rng) -> None:
         assert result.exit_code == 1
         assert result.stderr.startswith("error: ") and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    result = runner.invoke(app, ["compare", str(tmp_path / "ok"), "--out", str(tmp_path / "fig.xyz")])
+    assert result.exit_code == 1 and "fig.xyz: cannot write .xyz figures; use one of" in result.stderr
     with pytest.raises(CifarzooError, match="at least one run"):
         load_runs([])
 

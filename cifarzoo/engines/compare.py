@@ -167,6 +167,12 @@ def plot_comparison(runs: Sequence[Run], out: str | os.PathLike, title: str | No
 
     from cifarzoo.atomic import atomic_path
 
+    out = Path(out)
+    kind = out.suffix.lstrip(".").lower() or "png"
+    supported = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if kind not in supported:
+        raise CifarzooError(f"{out}: cannot write .{kind} figures; use one of .{', .'.join(sorted(supported))}")
     with_norms = any(r.has_grad_norms for r in runs)
     fig, axes = plt.subplots(2 if with_norms else 1, 2, figsize=(12, 8.5 if with_norms else 4.5), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -189,10 +195,9 @@ def plot_comparison(runs: Sequence[Run], out: str | os.PathLike, title: str | No
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=110)
+        fig.savefig(tmp, format=kind, dpi=110)
     plt.close(fig)
     return out
 
