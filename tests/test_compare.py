@@ -22,7 +22,9 @@ STAGES = ("stem", "stages.0", "stages.1", "stages.2", "stages.3", "fc")
 def write_run(directory, rng: np.random.Generator, epochs: int, grad_norms: bool = False, test_top1=None):
     """A run directory as the trainer leaves it: metrics.jsonl rows (random but plausible) and config.json."""
     directory.mkdir(parents=True)
-    val = np.sort(rng.uniform(40, 95, epochs))  # rising accuracy, so "epochs to X%" is well defined
+    val = rng.uniform(40, 95, epochs)
+    if epochs >= 4:
+        val[1] = val[3] = val.max() + 1.0  # a tie for the best, not at the last epoch: the first one counts
     rows = []
     for epoch in range(1, epochs + 1):
         row = {
@@ -76,7 +78,19 @@ def test_summary_values_are_the_runs_metrics(two_runs) -> None:
         assert {k: got[k] for k in expected} == pytest.approx(expected)
         assert got["epochs_to_target"] is not None  # the default target is one every run reached
     assert summary[0]["test_top1"] == 88.125 and summary[1]["test_top1"] is None
+    assert summary[0]["best_epoch"] == 2 and summary[1]["best_epoch"] == 2  # the tie's first epoch
     assert summarize(runs, 101.0)[0]["epochs_to_target"] is None
+
+
+def test_runs_without_a_validation_split_show_no_val_numbers(two_runs, tmp_path, rng) -> None:
+    dir_a, *_ = two_runs
+    write_run(tmp_path / "noval", rng, 3)  # the trainer logs val_top1 = 0 when data.val_size = 0
+    (tmp_path / "noval" / "recipe.json").write_text(json.dumps({"data": {"val_size": 0}}))
+    runs = load_runs([dir_a, tmp_path / "noval"])
+    assert not runs[1].has_val and default_target(runs) == default_target(runs[:1])
+    row = summarize(runs, 50.0)[1]
+    assert row["best_val_top1"] is row["final_val_top1"] is row["epochs_to_target"] is None
+    assert "| noval | 3 |" in markdown_table(summarize(runs, 50.0))
 
 
 def test_cli_writes_the_figure_and_a_markdown_table_of_the_same_numbers(two_runs, tmp_path) -> None:
@@ -146,6 +160,9 @@ def test_bad_run_directories_are_one_line_errors(tmp_path, rng) -> None:
         assert result.exit_code == 1
         assert result.stderr.startswith("error: ") and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    (tmp_path / "file").write_text("")
+    result = runner.invoke(app, ["compare", str(tmp_path / "ok"), "--out", str(tmp_path / "file" / "fig.png")])
+    assert result.exit_code == 1 and "fig.png: cannot write" in result.stderr and "Traceback" not in result.output
     result = runner.invoke(app, ["compare", str(tmp_path / "ok"), "--out", str(tmp_path / "fig.xyz")])
     assert result.exit_code == 1 and "fig.xyz: cannot write .xyz figures; use one of" in result.stderr
     with pytest.raises(CifarzooError, match="at least one run"):

@@ -84,6 +84,25 @@ def test_input_adapter_maps_student_normalisation_to_the_teachers() -> None:
     torch.testing.assert_close(adapted, normalize(pixels, teacher), rtol=1e-5, atol=1e-5)
 
 
+def test_loaded_teacher_sees_its_own_normalisation_in_eval_mode(tmp_path) -> None:
+    import cifarzoo
+    from cifarzoo.training.distill import load_teacher
+
+    student_config = get_entry("resnet26-fm").model_config()
+    torch.manual_seed(0)
+    teacher_model = cifarzoo.create_model("resnet26-fm", zero_init_last=False, drop_rate=0.5)
+    teacher_pre = dataclasses.replace(student_config.preprocess, mean=(0.2,), std=(0.7,))
+    teacher_model.config = teacher_model.config.replace(preprocess=teacher_pre)
+    teacher_model.save_pretrained(tmp_path / "teacher")
+    teacher = load_teacher(str(tmp_path / "teacher"), student_config, torch.device("cpu"), torch.contiguous_format)
+    pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    got = teacher.logits(normalize(pixels, student_config.preprocess), None)
+    with torch.no_grad():
+        expected = teacher_model.net.eval()(normalize(pixels, teacher_pre))  # eval: no dropout, running BN stats
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert not any(p.requires_grad for p in teacher.net.parameters())
+
+
 def test_a_teacher_with_other_classes_is_refused() -> None:
     fm, c10 = get_entry("resnet26-fm").model_config(), get_entry("resnet26-c10").model_config()
     with pytest.raises(CifarzooError, match="teacher's classes .* differ from the student's"):
@@ -109,6 +128,14 @@ def test_distill_variant_trains_a_student_from_the_bundled_teacher(tmp_path) -> 
     import cifarzoo
 
     assert cifarzoo.load(tmp_path / "student").config.recipe["distill"]["teacher"] == "resnet26-fm"
+
+    # Resuming with a teacher whose weights changed is refused, not silently distilled from another network.
+    state = torch.load(tmp_path / "student" / run_files.STATE_NAME, weights_only=True)
+    state["teacher_checksum"] += 1.0
+    torch.save(state, tmp_path / "student" / run_files.STATE_NAME)
+    with pytest.raises(CifarzooError, match="not the teacher this run started with"):
+        train(load_recipe("plain26-fm", variant="distill", overrides=tiny[:-4] + ["train.epochs=2"]),
+              tmp_path / "student", device="cpu", progress=False, resume=True)
 
     with pytest.raises(CifarzooError, match="resnet26-c10"):
         train(load_recipe("plain26-fm", overrides=tiny + ["distill.teacher=resnet26-c10"]), tmp_path / "x",

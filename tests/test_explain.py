@@ -12,6 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import cifarzoo
+import cifarzoo.io.resolve
 from cifarzoo.cli import app
 from cifarzoo.data.preprocess import preprocess
 from cifarzoo.engines.explain import grad_cam, overlay
@@ -77,7 +78,11 @@ def test_grad_cam_on_the_trained_model(trained) -> None:
     assert np.abs(other.heatmaps - result.heatmaps).mean() > 0.05
 
     finer = grad_cam(net, x, layer="stages.1")
-    assert finer.heatmaps.shape == (4, 28, 28) and finer.heatmaps.max() <= 1.0
+    assert finer.heatmaps.shape == (4, 28, 28) and np.allclose(finer.heatmaps.max((1, 2)), 1.0)
+
+    net.train().stages[0].eval()  # a submodule deliberately in eval mode (frozen) keeps its mode
+    grad_cam(net, x)
+    assert net.training and not net.stages[0].training and net.stages[1].training
 
 
 def test_grad_cam_input_errors(trained) -> None:
@@ -103,7 +108,7 @@ def test_overlay_is_an_rgb_image_of_the_requested_size() -> None:
     assert out[100, 50, 2] > 100 and out[100, 50, 0] < 50
 
 
-def test_cli_explain(tmp_path) -> None:
+def test_cli_explain(tmp_path, trained) -> None:
     image = EXAMPLES / "test00000_ankle-boot.png"
     runner = CliRunner()
     result = runner.invoke(app, ["explain", str(image), "--out", str(tmp_path / "cam.png"), "--json"])
@@ -118,6 +123,9 @@ def test_cli_explain(tmp_path) -> None:
 
     result = runner.invoke(app, ["explain", str(image), "--out", str(tmp_path / "c.png"), "--class", "zebra"])
     assert result.exit_code == 1 and "--class 'zebra' is not one of the model's classes" in result.stderr
+    onnx_file = trained.config and Path(cifarzoo.io.resolve.resolve_model_dir("resnet26-fm")) / "model.onnx"
+    result = runner.invoke(app, ["explain", str(image), "--model", str(onnx_file), "--out", str(tmp_path / "e.png")])
+    assert result.exit_code == 1 and "explain needs the torch weights" in result.stderr
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     result = runner.invoke(app, ["explain", str(bad), "--out", str(tmp_path / "d.png")])

@@ -36,8 +36,11 @@ def explain_command(
     from cifarzoo.data.preprocess import load_uint8, normalize
     from cifarzoo.data.testsets import ClassMatcher
     from cifarzoo.engines.explain import grad_cam, save_explanation
+    from cifarzoo.model import ZooModel
 
     zoo_model = load(model, device=device, backend="torch")
+    if not isinstance(zoo_model, ZooModel):
+        raise CifarzooError(f"{model}: explain needs the torch weights (a folder with model.safetensors), not an export")
     config = zoo_model.config
     class_index = None
     if class_name is not None:

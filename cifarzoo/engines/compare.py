@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cifarzoo.errors import CifarzooError
-from cifarzoo.io.layout import CONFIG_NAME, METRICS_NAME
+from cifarzoo.io.layout import CONFIG_NAME, METRICS_NAME, RECIPE_NAME
 from cifarzoo.io.run_metrics import read_metrics
 
 
@@ -27,15 +27,20 @@ class Run:
         path: the run directory.
         epochs: the ``metrics.jsonl`` rows, one per epoch.
         final: the final metrics in ``config.json`` (``test_top1``, ...); empty until the run has finished.
+        has_val: ``False`` for runs trained without a validation split (``data.val_size = 0``), whose logged
+            val metrics are placeholders and are left out of tables and figures.
     """
 
     name: str
     path: Path
     epochs: list[dict[str, Any]]
     final: dict[str, Any] = field(default_factory=dict)
+    has_val: bool = True
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """``(epochs, values)`` for a per-epoch metric, skipping epochs that lack it."""
+        if key.startswith("val_") and not self.has_val:
+            return [], []
         pairs = [(row["epoch"], row[key]) for row in self.epochs if key in row]
         return [p[0] for p in pairs], [float(p[1]) for p in pairs]
 
@@ -80,7 +85,7 @@ def load_runs(paths: Sequence[str | os.PathLike]) -> list[Run]:
             missing = [k for k in ("epoch", "train_loss", "train_top1", "val_loss", "val_top1") if k not in row]
             if missing:
                 raise CifarzooError(f"{path / METRICS_NAME}:{number}: missing {', '.join(missing)}")
-        runs.append(Run(path.name or str(path), path, rows, _final_metrics(path)))
+        runs.append(Run(path.name or str(path), path, rows, _final_metrics(path), _has_val_split(path)))
     _make_names_unique(runs)
     return runs
 
@@ -94,6 +99,14 @@ def _final_metrics(path: Path) -> dict[str, Any]:
     except (OSError, ValueError, AttributeError) as exc:
         raise CifarzooError(f"{config}: not a readable config ({exc})") from None
     return metrics if isinstance(metrics, dict) else {}
+
+
+def _has_val_split(path: Path) -> bool:
+    try:
+        recipe = json.loads((path / RECIPE_NAME).read_text(encoding="utf-8"))
+        return recipe["data"]["val_size"] != 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # no readable recipe: trust the logged metrics
 
 
 def _make_names_unique(runs: list[Run]) -> None:
@@ -123,7 +136,7 @@ def summarize(runs: Sequence[Run], target: float) -> list[dict[str, Any]]:
             "run": run.name,
             "epochs": int(last["epoch"]),
             "final_train_top1": float(last["train_top1"]),
-            "final_val_top1": float(last["val_top1"]),
+            "final_val_top1": float(last["val_top1"]) if run.has_val else None,
             "best_val_top1": best[0] if best else None,
             "best_epoch": best[1] if best else None,
             "test_top1": run.final.get("test_top1"),
@@ -182,6 +195,8 @@ def plot_comparison(runs: Sequence[Run], out: str | os.PathLike, title: str | No
         for key, ax, style in (("train_loss", ax_loss, "--"), ("val_loss", ax_loss, "-"),
                                ("train_top1", ax_acc, "--"), ("val_top1", ax_acc, "-")):
             epochs, values = run.series(key)
+            if not values:
+                continue
             split = key.split("_")[0]
             ax.plot(epochs, values, style, color=colour, label=f"{run.name} {split}", marker="." if len(values) < 30 else None)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss (train dashed, val solid)")
@@ -195,10 +210,14 @@ def plot_comparison(runs: Sequence[Run], out: str | os.PathLike, title: str | No
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=kind, dpi=110)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=kind, dpi=110)
+    except OSError as exc:
+        raise CifarzooError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -50,7 +50,7 @@ def grad_cam(
     ``layer``: a module name from ``net.named_modules()`` (``"stages.2"``); ``None`` uses the output of
     ``net.forward_features``. Runs in float32 with the network in eval mode (its mode is restored).
     """
-    was_training = net.training
+    modes = {module: module.training for module in net.modules()}
     net.eval()
     try:
         with torch.enable_grad():
@@ -80,7 +80,8 @@ def grad_cam(
         heatmaps = (cam / peak).clamp(0, 1)
         probs = logits.detach().float().softmax(1)
     finally:
-        net.train(was_training)
+        for module, training in modes.items():  # exactly as they were, frozen submodules included
+            module.training = training
     return CamResult(heatmaps.cpu().numpy().astype(np.float32), targets.cpu().numpy(), probs.cpu().numpy())
 
 
@@ -133,7 +134,10 @@ def save_explanation(
     canvas.paste(blended, (size + 8, banner))
     ImageDraw.Draw(canvas).text((4, 5), title, fill="black")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            canvas.save(tmp, format="PNG")
+    except OSError as exc:
+        raise CifarzooError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path

@@ -15,3 +15,4 @@ TORCHSCRIPT_NAME = "model.torchscript.pt"
 ONNX_FILES = {"fp32": ONNX_NAME, "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 METRICS_NAME = "metrics.jsonl"
 CURVES_NAME = "curves.png"
+RECIPE_NAME = "recipe.json"  # a training run's full recipe

@@ -54,6 +54,11 @@ class Teacher:
     scale: torch.Tensor  # (1, C, 1, 1)
     shift: torch.Tensor  # (1, C, 1, 1)
 
+    def checksum(self) -> float:
+        """A fingerprint of the weights, saved with the training state so a resumed run can tell whether
+        ``distill.teacher`` still names the same network."""
+        return float(sum(t.double().sum() for t in self.net.state_dict().values() if t.is_floating_point()))
+
     @torch.no_grad()
     def logits(self, student_input: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
         x = student_input * self.scale + self.shift

@@ -207,6 +207,7 @@ class Trainer:
             "best": dict(self.best),
             "rng": {"torch": torch.get_rng_state()},
             "recipe": self.recipe.to_dict(),
+            "teacher_checksum": self.teacher.checksum() if self.teacher is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -217,6 +218,12 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        saved = state.get("teacher_checksum")
+        if self.teacher is not None and saved is not None and not math.isclose(saved, self.teacher.checksum(), rel_tol=1e-9):
+            raise CifarzooError(
+                f"distill.teacher={self.recipe.distill.teacher} is not the teacher this run started with (its weights "
+                "changed); resuming would distil from another network"
+            )
         self.best = dict(state["best"])
         torch.set_rng_state(state["rng"]["torch"])
         self.start_epoch = int(state["epoch"]) + 1
