@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Reproduce the Fashion-MNIST studies in docs/studies.md on a CPU (about 90 minutes on 2 cores).
+# A finished run is one whose metrics are in $DOCS/runs (what the tables and figures are drawn from): it is
+# skipped, so delete that folder (or set DOCS=elsewhere) to run everything again. A cut-off run resumes from
+# its last epoch in $OUT.
+set -euo pipefail
+OUT=${OUT:-runs/studies}
+DOCS=${DOCS:-docs/studies}
+mkdir -p "$OUT" "$DOCS/runs"
+
+train() {  # train RECIPE RUN_NAME [cifarzoo train options...]
+  local recipe=$1 name=$2; shift 2
+  local dir="$OUT/$name"
+  if grep -qs "\"test_top1\"" "$DOCS/runs/$name/config.json"; then echo "$name: finished, skipped"; return; fi
+  local resume=()
+  if [ -f "$dir/state.pt" ]; then resume=(--resume); fi
+  cifarzoo train "$recipe" --out "$dir" "$@" "${resume[@]}"
+  # Keep what the tables and figures are drawn from (not the weights) beside the docs.
+  mkdir -p "$DOCS/runs/$name"
+  cp "$dir/metrics.jsonl" "$dir/config.json" "$dir/recipe.json" "$DOCS/runs/$name/"
+}
+
+# 1. Knowledge distillation: a ResNet-26 student on 5k images, from scratch vs distilled from the bundled
+#    resnet26-fm teacher (trained on the full training split), same recipe otherwise; two seeds.
+for seed in 0 1; do
+  sfx=$([ "$seed" = 0 ] && echo "" || echo "-seed$seed")
+  train resnet26-fm "resnet26-fm-scratch-5k$sfx" --set data.train_subset=5000 --set train.seed=$seed
+  train resnet26-fm "resnet26-fm-distilled-5k$sfx" --set data.train_subset=5000 --set train.seed=$seed --variant distill
+done
+cifarzoo compare "$DOCS"/runs/resnet26-fm-scratch-5k "$DOCS"/runs/resnet26-fm-distilled-5k \
+  --out "$DOCS/distill-resnet26-fm-5k.png" \
+  --title "Fashion-MNIST, 5k training images: ResNet-26 from scratch vs distilled from resnet26-fm"
+cifarzoo compare "$DOCS"/runs/resnet26-fm-{scratch,distilled}-5k{,-seed1} --table --target 80 >"$DOCS/distill-table.md"
+
+# 2. Residual vs plain: ResNet-50 and plain-50 (the same net without skips), same recipe, 10k images, 10 epochs,
+#    with per-stage gradient norms logged every epoch.
+for net in resnet50-fm plain50-fm; do
+  train "$net" "$net" --set data.train_subset=10000 --set train.log_grad_norms=true --epochs 10
+done
+cifarzoo compare "$DOCS/runs/resnet50-fm" "$DOCS/runs/plain50-fm" --out "$DOCS/plain50-vs-resnet50-fm.png" --table \
+  --title "Fashion-MNIST, 10k training images, 10 epochs, same recipe: ResNet-50 vs plain-50" >"$DOCS/plain-vs-residual-table.md"
+
+# 3. Grad-CAM on the bundled model.
+cifarzoo explain examples/test00000_ankle-boot.png --out "$DOCS/gradcam-ankle-boot.png"
+cifarzoo explain examples/test00000_ankle-boot.png --class sandal --out "$DOCS/gradcam-ankle-boot-as-sandal.png"
+cifarzoo explain examples/test00002_trouser.png --layer stages.2 --out "$DOCS/gradcam-trouser-stages2.png"
+cifarzoo explain examples/test00018_bag.png --out "$DOCS/gradcam-bag.png"
+
+# 4. Optimisers: the same ResNet-26 on 5k images (seed 0), each study variant against the default recipe
+#    (SGD Nesterov + decoupled-from-BN weight decay, which is run 1's scratch student).
+for v in sgd-l2 adam-wd adamw plateau; do
+  train resnet26-fm "resnet26-fm-5k-$v" --set data.train_subset=5000 --variant "$v"
+done
+cifarzoo compare "$DOCS"/runs/resnet26-fm-scratch-5k "$DOCS"/runs/resnet26-fm-5k-{sgd-l2,adam-wd,adamw,plateau} \
+  --out "$DOCS/optimisers-resnet26-fm-5k.png" --table --target 80 \
+  --title "Fashion-MNIST, 5k training images, ResNet-26, 15 epochs: optimiser variants" >"$DOCS/optimiser-table.md"
