@@ -47,7 +47,7 @@ cifarzoo explain examples/test00002_trouser.png --layer stages.2 --out "$DOCS/gr
 cifarzoo explain examples/test00018_bag.png --out "$DOCS/gradcam-bag.png"
 
 # 4. Optimisers: the same ResNet-26 on 5k images (seed 0), each study variant against the default recipe
-#    (SGD Nesterov + decoupled-from-BN weight decay, which is run 1's scratch student).
+#    (SGD Nesterov, weight decay with BatchNorm/bias exempt: run 1's scratch student, not trained again).
 for v in sgd-l2 adam-wd adamw plateau; do
   train resnet26-fm "resnet26-fm-5k-$v" --set data.train_subset=5000 --variant "$v"
 done
