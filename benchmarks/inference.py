@@ -28,8 +28,9 @@ from _common import machine, matmul_peak_gflops, print_table  # noqa: E402
 
 import cifarzoo  # noqa: E402
 from cifarzoo.engines.export import export  # noqa: E402
-from cifarzoo.engines.predict import TorchRunner  # noqa: E402
-from cifarzoo.engines.runtime import OnnxModel, TorchScriptModel  # noqa: E402
+from cifarzoo.runtime.onnx import OnnxModel  # noqa: E402
+from cifarzoo.runtime.torch_runner import TorchRunner  # noqa: E402
+from cifarzoo.runtime.torchscript import TorchScriptModel  # noqa: E402
 from cifarzoo.io.export import parity_inputs  # noqa: E402
 from cifarzoo.io.resolve import resolve_model_dir  # noqa: E402
 from cifarzoo.models.factory import count_flops  # noqa: E402
@@ -49,13 +50,13 @@ def timed(fn, x: np.ndarray, repeats: int) -> float:
 def backends(folder: Path, calib_dir: Path) -> dict:
     model = cifarzoo.load(folder, device="cpu")
     eager = cifarzoo.load(folder, device="cpu")
-    export(folder, "onnx")
-    export(folder, "torchscript")
-    export(folder, "onnx", dtype="int8", calib_dir=str(calib_dir))
+    export(folder, fmt="onnx")
+    export(folder, fmt="torchscript")
+    export(folder, fmt="onnx", dtype="int8", calib_dir=str(calib_dir))
     return {
-        "torch eager fp32 NCHW": ("fp32", TorchRunner(eager.net, channels_last=False)),
-        "torch fp32 channels_last": ("fp32", TorchRunner(model.net)),
-        "torch bf16 channels_last": ("bf16", TorchRunner(cifarzoo.load(folder, device="cpu").net, dtype=torch.bfloat16)),
+        "torch eager fp32 NCHW": ("fp32", TorchRunner(eager.net, channels_last=False, owns_module=True)),
+        "torch fp32 channels_last": ("fp32", TorchRunner(model.net, owns_module=True)),
+        "torch bf16 channels_last": ("bf16", TorchRunner(cifarzoo.load(folder, device="cpu").net, dtype=torch.bfloat16, owns_module=True)),
         "torchscript fp32": ("fp32", TorchScriptModel.from_dir(folder, device="cpu").logits),
         "onnx fp32": ("fp32", OnnxModel.from_dir(folder, device="cpu").logits),
         "onnx int8": ("int8", OnnxModel.from_file(folder / "model.int8.onnx", device="cpu").logits),
@@ -110,8 +111,8 @@ def main() -> None:
     if args.fm_model:
         fm = work / "fm"
         shutil.copytree(resolve_model_dir(args.fm_model), fm)
-        export(fm, "onnx")
-        int8 = export(fm, "onnx", dtype="int8", check=True)
+        export(fm, fmt="onnx")
+        int8 = export(fm, fmt="onnx", dtype="int8", check=True)
         fp32_acc = cifarzoo.evaluate(OnnxModel.from_dir(fm, device="cpu"), "fashion-mnist").top1
         int8_acc = cifarzoo.evaluate(OnnxModel.from_file(int8.path, device="cpu"), "fashion-mnist").top1
         print(f"\nint8 on {args.fm_model} (Fashion-MNIST test, 10,000 images): fp32 {fp32_acc:.2f}% -> int8 "

@@ -18,14 +18,14 @@ from cifarzoo._version import __version__
 
 _LAZY = {
     "load": "cifarzoo.api",
-    "create_model": "cifarzoo.api",
+    "create_model": "cifarzoo.model",
     "ZooModel": "cifarzoo.model",
     "evaluate": "cifarzoo.api",
     "list_models": "cifarzoo.registry",
     "get_entry": "cifarzoo.registry",
     "ModelConfig": "cifarzoo.config",
     "PreprocessConfig": "cifarzoo.config",
-    "Prediction": "cifarzoo.engines.predict",
+    "Prediction": "cifarzoo.runtime.predictor",
     "CifarzooError": "cifarzoo.errors",
 }
 

@@ -1,90 +1,29 @@
-"""The Python API: ``create_model``, ``load`` and ``evaluate``.
+"""The Python API: ``load`` and ``evaluate``, on any backend (``create_model`` is in :mod:`cifarzoo.model`).
 
-This module imports torch only inside the functions that need it, so ``cifarzoo.load(name, backend="onnx")``
-runs on onnxruntime, numpy and PIL alone.
+Nothing here imports torch at module level, so ``cifarzoo.load(name, backend="onnx")`` and an ONNX eval run
+on onnxruntime, numpy and PIL alone; the torch backends are imported when asked for.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
 
-from cifarzoo.config import ModelConfig
+from cifarzoo.data.datasets import load_dataset, train_val_split
+from cifarzoo.data.specs import VAL_SIZE, get_dataset_spec
+from cifarzoo.data.testsets import TestSet, open_testset
+from cifarzoo.data.tta import check_tta
+from cifarzoo.engines.evaluate import EvalReport, evaluate_testset
 from cifarzoo.errors import CifarzooError
-from cifarzoo.io.resolve import resolve_model_dir
-
-if TYPE_CHECKING:
-    from cifarzoo.data.testsets import TestSet
-    from cifarzoo.engines.evaluate import EvalReport
-    from cifarzoo.engines.predict import Predictor
-    from cifarzoo.model import ZooModel
-
-Backend = Literal["auto", "torch", "onnx", "torchscript"]
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "torchscript")
-
-# The validation split that zoo recipes hold out (data.val_size, seeded with train.seed = 0).
-VAL_SIZE = 5000
+from cifarzoo.io.layout import ONNX_NAME
+from cifarzoo.io.resolve import resolve
+from cifarzoo.runtime.backends import BACKENDS, Backend
+from cifarzoo.runtime.onnx import OnnxModel
+from cifarzoo.runtime.predictor import Predictor
 
 
-def create_model(
-    name_or_arch: str,
-    num_classes: int | None = None,
-    classes: Sequence[str] | None = None,
-    pretrained: str | os.PathLike | bool = False,
-    **model_args: Any,
-) -> ZooModel:
-    """An untrained model, like ``timm.create_model``.
 
-    Args:
-        name_or_arch: a zoo name (``"resnet26-c10"``: that entry's classes and preprocessing come with it) or
-            an arch (``"resnet26"``: CIFAR-10 preprocessing).
-        num_classes: a new classifier size. Without ``classes``, labels are ``class_0 ...``.
-        classes: label names; sets ``num_classes``.
-        pretrained: for ``tv_resnet50`` only: ImageNet weights from this ``.pth`` path, or ``True`` for
-            torchvision's cache. Trained zoo weights come from :func:`load`.
-        **model_args: builder options: ``drop_rate``, ``se`` (CIFAR ResNets), ``freeze`` (``tv_resnet50``).
-    """
-    from cifarzoo.data.specs import CIFAR10
-    from cifarzoo.model import ZooModel
-    from cifarzoo.models.factory import build_model
-    from cifarzoo.models.specs import ARCHS
-    from cifarzoo.registry import ZOO, get_entry
-
-    if name_or_arch in ZOO:
-        config = ZOO[name_or_arch].model_config()
-    elif name_or_arch in ARCHS:
-        config = ModelConfig(
-            arch=name_or_arch,
-            num_classes=CIFAR10.num_classes,
-            classes=CIFAR10.classes,
-            preprocess=CIFAR10.preprocess_config(),
-            dataset=CIFAR10.tag,
-        )
-    else:
-        get_entry(name_or_arch)  # raises with close matches
-        raise AssertionError("unreachable")
-    if classes is not None:
-        if num_classes is not None and num_classes != len(classes):
-            raise CifarzooError(f"num_classes={num_classes} conflicts with {len(classes)} class names")
-        config = config.replace(num_classes=len(classes), classes=tuple(classes), name=None, metrics={})
-    elif num_classes is not None and num_classes != config.num_classes:
-        labels = tuple(f"class_{i}" for i in range(num_classes))
-        config = config.replace(num_classes=num_classes, classes=labels, name=None, metrics={})
-    config = config.replace(model_args={**config.model_args, **model_args})
-    net = build_model(config.arch, config.num_classes, config.in_chans, **config.model_args)
-    if pretrained is not False:
-        if not hasattr(net, "load_backbone"):
-            raise CifarzooError(
-                f"pretrained= loads ImageNet backbones (tv_resnet50); for trained {config.arch} weights use cifarzoo.load"
-            )
-        from cifarzoo.io.pretrained import imagenet_state_dict
-
-        net.load_backbone(imagenet_state_dict(pretrained))
-    return ZooModel(net, config)
-
-
-def load(model: str | os.PathLike, device: str = "auto", backend: Backend = "torch") -> Predictor:
+def load(model: str | os.PathLike, *, device: str = "auto", backend: Backend = "torch") -> Predictor:
     """A trained model, ready for inference.
 
     ``model`` is a zoo name with released weights (``"resnet26-fm"``), a checkpoint folder
@@ -94,8 +33,8 @@ def load(model: str | os.PathLike, device: str = "auto", backend: Backend = "tor
     Face cache, only the files the backend reads; zoo entries are pinned to a commit and sha256-checked.
 
     Backends:
-        ``torch`` (default): a :class:`~cifarzoo.model.ZooModel`, an ``nn.Module`` in eval mode that can also
-        be fine-tuned. Loading is strict.
+        ``torch`` (default): a :class:`~cifarzoo.model.ZooModel`, an ``nn.Module`` in eval mode that can also be fine-tuned.
+        Loading is strict.
         ``onnx``: an onnxruntime session; never imports torch.
         ``torchscript``: the traced module.
         ``auto``: onnx when the folder has ``model.onnx``, torch otherwise.
@@ -105,38 +44,38 @@ def load(model: str | os.PathLike, device: str = "auto", backend: Backend = "tor
     """
     if backend not in BACKENDS:
         raise CifarzooError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from cifarzoo.engines.runtime import ONNX_NAME, OnnxModel, TorchScriptModel
-
-    path = Path(model)
-    # A single exported file (model.int8.onnx, model.torchscript.pt) picks its own backend.
-    if path.suffix == ".onnx" and path.is_file():
-        return OnnxModel.from_file(path, device=device)
-    if path.suffix == ".pt" and path.is_file():
-        return TorchScriptModel.from_file(path, device=device)
-    directory = resolve_model_dir(model, backend=backend)
-    if backend == "auto":
-        backend = "onnx" if (directory / ONNX_NAME).is_file() else "torch"
+    source = resolve(model, backend=backend)
+    if source.kind == "file":
+        # A single exported file (model.int8.onnx, model.torchscript.pt) picks its own backend.
+        backend = "onnx" if source.path.suffix == ".onnx" else "torchscript"
+    elif backend == "auto":
+        backend = "onnx" if (source.path / ONNX_NAME).is_file() else "torch"
     if backend == "onnx":
-        return OnnxModel.from_dir(directory, device=device)
+        return OnnxModel.from_file(source.path, device=device) if source.kind == "file" else OnnxModel.from_dir(
+            source.path, device=device
+        )
+    # The torch backends import torch; the ONNX path above never does, so it starts in well under a second.
     if backend == "torchscript":
-        return TorchScriptModel.from_dir(directory, device=device)
-    from cifarzoo.engines.runtime import torch_device
-    from cifarzoo.io.checkpoint import load_checkpoint
+        from cifarzoo.runtime.torchscript import TorchScriptModel
+
+        if source.kind == "file":
+            return TorchScriptModel.from_file(source.path, device=device)
+        return TorchScriptModel.from_dir(source.path, device=device)
     from cifarzoo.model import ZooModel
 
-    net, config = load_checkpoint(directory)
-    return ZooModel(net, config).to(torch_device(device)).eval()
+    return ZooModel.from_pretrained(source.path, device=device)
+
 
 
 def evaluate(
     model: Predictor | str | os.PathLike,
     dataset: str | None = None,
+    *,
     split: str = "test",
     data_dir: str | os.PathLike | None = None,
     download: bool = False,
     batch_size: int = 256,
     tta: str = "none",
-    *,
     custom_dir: str | os.PathLike | None = None,
     labels: str | os.PathLike | None = None,
     array: str | os.PathLike | None = None,
@@ -160,10 +99,6 @@ def evaluate(
     ``flip-translate``. Returns an :class:`~cifarzoo.engines.evaluate.EvalReport` (top-1/5, per-class metrics,
     confusion, ECE, reliability bins, per-image predictions); an unlabeled set gives predictions only.
     """
-    from cifarzoo.data.testsets import open_testset
-    from cifarzoo.engines.evaluate import check_tta, evaluate_testset
-    from cifarzoo.engines.predict import Predictor
-
     check_tta(tta)
     sources = {"dataset": dataset, "custom_dir": custom_dir, "labels": labels, "array": array}
     given = [name for name, value in sources.items() if value is not None]
@@ -187,10 +122,6 @@ def evaluate(
 def _dataset_testset(
     model: Predictor, dataset: str, split: str, data_dir: str | os.PathLike | None, download: bool
 ) -> TestSet:
-    from cifarzoo.data.datasets import load_dataset, train_val_split
-    from cifarzoo.data.specs import get_dataset_spec
-    from cifarzoo.data.testsets import TestSet
-
     spec = get_dataset_spec(dataset)
     if split not in ("train", "val", "test"):
         raise CifarzooError(f"unknown split {split!r}; choose train, val or test")
@@ -204,3 +135,6 @@ def _dataset_testset(
             f"({', '.join(model.classes[:3])}, ...), not {spec.title}'s"
         )
     return TestSet.from_arrays(data.images, data.labels, data.classes, name=f"{spec.name}:{split}")
+
+
+__all__ = ["BACKENDS", "Backend", "evaluate", "load"]

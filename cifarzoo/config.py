@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from cifarzoo._version import __version__
 from cifarzoo.errors import ConfigError
+from cifarzoo.typed import build_dataclass
 
 ColorMode = Literal["RGB", "L"]
 ResizePolicy = Literal["center-crop", "stretch", "letterbox"]
@@ -103,7 +104,11 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> PreprocessConfig:
-        return _construct(cls, _known_fields(cls, data, "preprocess"))
+        """Validate and build from parsed JSON; a wrong type or an unknown key names the field."""
+        try:
+            return build_dataclass(cls, data, "preprocess")
+        except ConfigError as exc:
+            raise ConfigError(f"invalid PreprocessConfig value: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -183,22 +188,18 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Any) -> ModelConfig:
         """Validate and build a config from parsed JSON. Unknown keys are errors, so typos do not pass."""
-        values = _known_fields(cls, data, "config")
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a JSON object, got {type(data).__name__}")
+        values = dict(data)
         for required in ("arch", "num_classes", "classes", "preprocess"):
             if required not in values:
                 raise ConfigError(f"config is missing the required key {required!r}")
-        values["preprocess"] = PreprocessConfig.from_dict(values["preprocess"])
-        if not isinstance(values["num_classes"], int) or isinstance(values["num_classes"], bool):
-            raise ConfigError(f"num_classes must be an integer, got {values['num_classes']!r}")
         if not isinstance(values["classes"], (list, tuple)):
             raise ConfigError("classes must be a list of names")
-        values["classes"] = tuple(values["classes"])
+        values["classes"] = [str(c) for c in values["classes"]]
         # The architecture description is always re-derived from the arch, never trusted from the file.
         values["architecture"] = {}
-        return _construct(cls, values)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return build_dataclass(cls, values, "config", prefix_fields=False)
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
@@ -216,21 +217,3 @@ class ModelConfig:
             raise ConfigError(f"{path}: {exc}") from None
 
 
-def _known_fields(cls: type, data: Any, what: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} must be a JSON object, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{what} has unknown keys {unknown}; allowed: {sorted(names)}")
-    return dict(data)
-
-
-def _construct(cls: type, values: dict[str, Any]) -> Any:
-    """Build a config dataclass, turning type mistakes in the data (``"mean": ["a"]``) into ConfigError."""
-    try:
-        return cls(**values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid {cls.__name__} value: {exc}") from None

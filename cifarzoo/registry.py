@@ -2,55 +2,38 @@
 
 An entry says what the model is (arch, dataset, classes, preprocessing), what it costs (parameters, GFLOPs,
 both checked against the real network by ``tests/test_registry.py``), how well it does (metrics, empty until
-measured), where its weights come from, and which recipe trains it (recipe names are zoo names).
+measured), where its weights come from, and which recipe trains it (recipe names are zoo names). Released
+entries carry a :class:`~cifarzoo.releases.Release`, read from the generated ``cifarzoo/_releases.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping, Sequence
 
-from cifarzoo.config import ModelConfig
+from cifarzoo._releases import RELEASES
+from cifarzoo.config import ModelConfig, PreprocessConfig
 from cifarzoo.data.specs import DATASETS, IMAGENET_MEAN, IMAGENET_STD, DatasetSpec
-from cifarzoo.errors import UnknownModelError
+from cifarzoo.errors import ConfigError, UnknownModelError
 from cifarzoo.models.specs import ARCHS, ArchSpec
+from cifarzoo.releases import Release, WeightsSource
+from cifarzoo.releases import WeightsKind as WeightsKind  # re-exported: it used to be defined here
 
-WeightsKind = Literal["none", "bundled", "hub"]
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    """Where an entry's trained weights come from.
-
-    Attributes:
-        kind: ``"none"`` (not released yet), ``"bundled"`` (shipped inside the package) or ``"hub"``.
-        location: the package-relative folder (bundled) or the Hub repo id (hub).
-        revision: the pinned Hub revision, a commit sha.
-        sha256: expected sha256 per file name, checked after download.
-    """
-
-    kind: WeightsKind = "none"
-    location: str | None = None
-    revision: str | None = None
-    sha256: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def available(self) -> bool:
-        return self.kind != "none"
-
-    def describe(self) -> str:
-        if self.kind == "hub":
-            return f"hub:{self.location}@{(self.revision or 'main')[:12]}"
-        if self.kind == "bundled":
-            return "bundled"
-        return "none"
+# WeightsSource moved to cifarzoo.releases, because the generated module needs it without importing the
+# registry (which imports that module); it stays importable from here.
 
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One zoo model. See the module docstring; :meth:`model_config` gives the config its checkpoint carries."""
+    """One zoo model. See the module docstring; :meth:`model_config` gives the config its checkpoint carries.
+
+    ``release`` is the typed record of released weights (None until there are some). ``weights`` and the flat
+    ``metrics`` (``test_top1``, ..., ``best_epoch``, ``epochs``) are derived from it by the registry, and stay
+    fields so that callers (and tests) can point an entry at other weights with ``dataclasses.replace``.
+    """
 
     name: str
     arch: str
@@ -59,8 +42,8 @@ class ZooEntry:
     gflops: float
     metrics: Mapping[str, float] = field(default_factory=dict)
     weights: WeightsSource = field(default_factory=WeightsSource)
+    release: Release | None = None
     model_args: Mapping[str, Any] = field(default_factory=dict)
-    imagenet_normalization: bool = False
 
     @property
     def arch_spec(self) -> ArchSpec:
@@ -68,7 +51,8 @@ class ZooEntry:
 
     @property
     def recipe(self) -> str:
-        return self.name
+        """The recipe name: a release's (which is the zoo name too), else the zoo name."""
+        return self.release.recipe.name if self.release else self.name
 
     @property
     def num_classes(self) -> int:
@@ -79,18 +63,8 @@ class ZooEntry:
         return self.metrics.get("test_top1")
 
     def model_config(self) -> ModelConfig:
-        stats = (IMAGENET_MEAN, IMAGENET_STD) if self.imagenet_normalization else (None, None)
-        return ModelConfig(
-            arch=self.arch,
-            num_classes=self.num_classes,
-            classes=self.dataset.classes,
-            preprocess=self.dataset.preprocess_config(*stats),
-            model_args=dict(self.model_args),
-            name=self.name,
-            dataset=self.dataset.tag,
-            metrics=dict(self.metrics),
-            recipe=self.recipe,
-        )
+        """The config this entry's checkpoints carry (see :func:`model_config`)."""
+        return model_config(self)
 
     def summary(self) -> dict[str, Any]:
         """The ``cifarzoo list`` row: name, params, GFLOPs, top-1 and weights status."""
@@ -123,6 +97,13 @@ class ZooEntry:
                 "sha256": dict(self.weights.sha256),
             },
             "recipe": self.recipe,
+            "release": None if self.release is None else {
+                "license": self.release.license,
+                "recipe": self.release.recipe.command(),
+                "epochs": self.release.epochs,
+                "best_epoch": self.release.best_epoch,
+                "metrics": {split: dict(values) for split, values in self.release.metrics.items()},
+            },
         }
 
 
@@ -151,31 +132,6 @@ _COSTS: dict[str, tuple[int, float]] = {
     "tv_resnet50-c100": (23_712_932, 8.175),
 }
 
-# Released weights and their measured metrics, by zoo name. Entries not listed have none yet.
-_RELEASES: dict[str, tuple[WeightsSource, dict[str, float]]] = {
-    # Trained on this project's 2-core CPU (train/README.md); metrics re-measured on the bundled fp16 files by
-    # train/bundle.py, and reproduced by `cifarzoo eval --dataset fashion-mnist --split test`.
-    "resnet26-fm": (
-        WeightsSource(
-            kind="bundled",
-            location="resnet26-fm",
-            sha256={
-                "model.safetensors": "f3dcdde00dbcebd2aa32913f0ef5c2d7833176e9e72db35c69d93f9d9e1e1b58",
-                "model.onnx": "e1d78b9f4961d28c8f3fbf00370799b0ab7e4098711cb2a7004c68f369a5a71a",
-            },
-        ),
-        {
-            "test_top1": 93.32000000000001,
-            "test_top5": 99.92,
-            "test_top1_flip_tta": 93.47,
-            "val_top1": 93.72,
-            "test_ece": 0.07488997195489998,
-            "best_epoch": 15,
-            "epochs": 15,
-        },
-    ),
-}
-
 # The model `cifarzoo predict` uses when no --model is given: the offline default.
 DEFAULT_MODEL = "resnet26-fm"
 
@@ -190,20 +146,24 @@ def split_name(name: str) -> tuple[str, str]:
 
 def _make_entry(name: str, cost: tuple[int, float]) -> ZooEntry:
     arch, tag = split_name(name)
-    weights, metrics = _RELEASES.get(name, (WeightsSource(), {}))
+    release = RELEASES.get(name)
     return ZooEntry(
         name=name,
         arch=arch,
         dataset=DATASETS[tag],
         num_params=cost[0],
         gflops=cost[1],
-        metrics=MappingProxyType(metrics),
-        weights=weights,
-        imagenet_normalization=ARCHS[arch].family == "torchvision_resnet",
+        metrics=MappingProxyType(release.flat_metrics() if release else {}),
+        weights=release.source if release else WeightsSource(),
+        release=release,
     )
 
 
 ZOO: Mapping[str, ZooEntry] = MappingProxyType({name: _make_entry(name, cost) for name, cost in _COSTS.items()})
+
+# A release for a name that is not in the zoo would be silently ignored: fail at import instead.
+if RELEASES.keys() - ZOO.keys():
+    raise ImportError(f"cifarzoo/_releases.py names unknown models: {sorted(RELEASES.keys() - ZOO.keys())}")
 
 
 def list_models(pattern: str = "*", dataset: str | None = None, pretrained: bool = False) -> list[str]:
@@ -228,3 +188,57 @@ def get_entry(name: str) -> ZooEntry:
         close = difflib.get_close_matches(name, list(ZOO), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `cifarzoo list`"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
+
+
+def model_config(
+    name_or_arch: str | ZooEntry,
+    *,
+    classes: Sequence[str] | None = None,
+    num_classes: int | None = None,
+    preprocess: PreprocessConfig | None = None,
+    dataset: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    recipe: str | dict[str, Any] | None = None,
+) -> ModelConfig:
+    """The one factory for model configs: a zoo entry's, or an arch's with any classes and preprocessing.
+
+    ``name_or_arch`` is a zoo entry or its name (its classes, preprocessing, metrics and recipe) or an arch
+    (CIFAR-10 classes and preprocessing). ``classes`` or a different ``num_classes`` (labels ``class_0 ...``) make a new head;
+    the entry's name and metrics then no longer apply and are dropped. ``model_args`` are merged over the
+    entry's. An ImageNet-pretrained arch (``tv_resnet50``) always normalises with ImageNet statistics.
+    """
+    if isinstance(name_or_arch, ZooEntry) or name_or_arch in ZOO:
+        entry = name_or_arch if isinstance(name_or_arch, ZooEntry) else ZOO[name_or_arch]
+        arch, spec = entry.arch, entry.dataset
+        base_args: Mapping[str, Any] = entry.model_args
+        config_name, metrics, base_recipe = entry.name, dict(entry.metrics), entry.recipe
+    elif name_or_arch in ARCHS:
+        arch, spec, base_args = name_or_arch, DATASETS["c10"], {}
+        config_name, metrics, base_recipe = None, {}, None
+    else:
+        get_entry(name_or_arch)  # raises, naming the closest zoo names
+        raise UnknownModelError(f"unknown model or arch {name_or_arch!r}")
+    labels = tuple(spec.classes)
+    if classes is not None:
+        if num_classes is not None and num_classes != len(classes):
+            raise ConfigError(f"num_classes={num_classes} conflicts with {len(classes)} class names")
+        labels = tuple(classes)
+    elif num_classes is not None and num_classes != len(labels):
+        labels = tuple(f"class_{i}" for i in range(num_classes))
+    if labels != tuple(spec.classes):
+        config_name, metrics = None, {}
+    preprocess = preprocess or spec.preprocess_config()
+    if ARCHS[arch].family == "torchvision_resnet":
+        preprocess = dataclasses.replace(preprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return ModelConfig(
+        arch=arch,
+        num_classes=len(labels),
+        classes=labels,
+        preprocess=preprocess,
+        model_args={**base_args, **(model_args or {})},
+        name=name if name is not None else config_name,
+        dataset=dataset if dataset is not None else spec.tag,
+        metrics=metrics,
+        recipe=recipe if recipe is not None else base_recipe,
+    )

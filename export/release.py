@@ -7,15 +7,15 @@ For each zoo entry with a trained run in ``--runs`` (``runs/NAME``, as ``cifarzo
 this builds the repo folder exactly like ``cifarzoo publish``: safetensors + config.json, ONNX fp32 and int8,
 TorchScript (each parity-checked against torch; int8 is left out, with a note, when calibration data is
 missing or its parity fails), the run's curves and metrics, and the model card rendered from MODEL_CARD.md.
-With ``--upload`` each folder goes to ``NAMESPACE/NAME`` in one commit, and the script prints the registry
-entry that pins it (commit sha + every file's sha256) for ``_RELEASES`` in ``cifarzoo/registry.py``.
+With ``--upload`` each folder goes to ``NAMESPACE/NAME`` in one commit, and the script records the release
+that pins it (commit sha + every file's sha256, metrics by split, license, recipe) in the generated
+``cifarzoo/_releases.py`` (:func:`cifarzoo.releases.write_releases_module`), which the registry reads. Pass
+``--variant``/``--set`` as the runs were trained with: each run's recorded recipe is checked against them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import shutil
 import sys
 from pathlib import Path
@@ -27,10 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="Folder of run directories, one per zoo name.")
     parser.add_argument("--out", type=Path, default=Path("build/hub"), help="Where the repo folders are (re)built.")
     parser.add_argument("--only", default="*", help="Shell-style filter on zoo names, e.g. 'resnet*-fm'.")
-    parser.add_argument("--upload", action="store_true", help="Upload each folder (token: HF_TOKEN or `hf auth login`).")
+    parser.add_argument("--upload", action="store_true",
+                        help="Upload each folder (token: HF_TOKEN or `hf auth login`).")
     parser.add_argument("--private", action="store_true", help="Create new repos as private.")
     parser.add_argument("--no-int8", action="store_true", help="Leave the int8 ONNX file out.")
     parser.add_argument("--data-dir", default=None, help="Folder holding the datasets, for int8 calibration.")
+    parser.add_argument("--variant", default=None, help="The recipe variant the runs were trained with.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="A --set override the runs were trained with (repeat for several, in order).")
+    parser.add_argument("--license", default=None, help="The weights' license, an SPDX id (default: the package's).")
     args = parser.parse_args(argv)
 
     from cifarzoo.config import ModelConfig
@@ -38,13 +43,22 @@ def main(argv: list[str] | None = None) -> int:
     from cifarzoo.errors import CifarzooError
     from cifarzoo.io.hub import upload_folder
     from cifarzoo.io.integrity import file_sha256
-    from cifarzoo.registry import list_models
+    from cifarzoo.registry import RELEASES, list_models
+    from cifarzoo.training.recipe import recipe_differences
+    from cifarzoo.releases import (
+        DEFAULT_LICENSE,
+        RecipeRef,
+        Release,
+        WeightsSource,
+            write_releases_module,
+    )
 
     names = list_models(args.only)
     if not names:
         print(f"error: no zoo name matches {args.only!r} (see `cifarzoo list`)", file=sys.stderr)
         return 2
     failed = []
+    releases = dict(RELEASES)  # updated and rewritten after each upload, so a later failure loses nothing
     for name in names:
         run = args.runs / name
         if not (run / "model.safetensors").is_file():
@@ -53,11 +67,20 @@ def main(argv: list[str] | None = None) -> int:
         repo_id = f"{args.namespace}/{name}"
         out = args.out / name
         try:
-            trained = ModelConfig.load(run / "config.json").name
-            if trained != name:
-                raise CifarzooError(f"{run} holds {trained or 'an unnamed model'}, not {name}")
+            run_config = ModelConfig.load(run / "config.json")
+            if run_config.name != name:
+                raise CifarzooError(f"{run} holds {run_config.name or 'an unnamed model'}, not {name}")
+            recipe = RecipeRef(name=name, variant=args.variant, overrides=tuple(args.overrides))
+            if not isinstance(run_config.recipe, dict):
+                raise CifarzooError(f"{run}/config.json records no recipe; cannot say what it was trained with")
+            differ = recipe_differences(recipe, run_config.recipe)
+            if differ:  # checked before building: a release must not claim a recipe it was not trained with
+                raise CifarzooError(f"not trained with `cifarzoo train {recipe.command()}`: "
+                                    + ", ".join(f"{key} is {a!r}, not {b!r}" for key, (a, b) in differ.items()))
             shutil.rmtree(out, ignore_errors=True)  # the script owns build/hub/NAME: every release starts clean
-            built = build_hub_folder(run, out, repo_id, int8=not args.no_int8, data_dir=args.data_dir)
+            # The card's front matter takes Hub license ids: SPDX ids in lower case.
+            card_license = {"license": args.license.lower()} if args.license else {}
+            built = build_hub_folder(run, out, repo_id, int8=not args.no_int8, data_dir=args.data_dir, **card_license)
             upload = upload_folder(out, repo_id, private=args.private,
                                    commit_message=f"release {name} from {run}") if args.upload else None
         except CifarzooError as exc:
@@ -66,19 +89,22 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for note in built.notes:
             print(f"note: {name}: {note}")
-        pins = {path.name: file_sha256(path) for path in sorted(out.iterdir())}
-        metrics = {k: v for k, v in built.config.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         if upload is None:
             print(f"built {out} ({', '.join(built.files)}); not uploaded (pass --upload)")
             continue
         print(f"uploaded {name}: {upload.commit_url}")
-        print(
-            f'    "{name}": (\n'
-            f'        WeightsSource(kind="hub", location="{repo_id}", revision="{upload.revision}",\n'
-            f"                      sha256={json.dumps(pins)}),\n"
-            f"        {json.dumps(metrics)},\n"
-            f"    ),"
-        )
+        pins = {path.name: file_sha256(path) for path in sorted(out.iterdir())}
+        source = WeightsSource(kind="hub", location=repo_id, revision=upload.revision, sha256=pins)
+        try:
+            # Non-finite metrics (NaN for a split the run did not measure) are left out of the release.
+            releases[name] = Release.from_flat_metrics(built.config.metrics, source=source,
+                                                       license=args.license or DEFAULT_LICENSE, recipe=recipe)
+        except ValueError as exc:  # uploaded, but not releasable as recorded: say so, keep the other names going
+            print(f"error: {name}: uploaded, but not recorded as a release: {exc}", file=sys.stderr)
+            failed.append(name)
+            continue
+        module = write_releases_module(releases)
+        print(f"recorded {name} ({recipe.command()}) in {module}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

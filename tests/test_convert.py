@@ -57,7 +57,7 @@ def test_accepted_shapes_convert_exactly(tmp_path, source, wrap) -> None:
 def test_converted_config_is_the_zoo_entrys_without_its_metrics(tmp_path, source) -> None:
     path = tmp_path / "old.pt"
     torch.save(source, path)
-    folder = convert_checkpoint(path, "resnet26", "fashion-mnist", tmp_path / "out")
+    folder = convert_checkpoint(path, arch="resnet26", dataset="fashion-mnist", out=tmp_path / "out")
     config = cifarzoo.load(folder, device="cpu").config
     expected = cifarzoo.create_model("resnet26-fm").config
     assert (config.arch, config.classes, config.preprocess) == (expected.arch, expected.classes, expected.preprocess)
@@ -82,7 +82,7 @@ def test_wrong_arch_is_a_shape_mismatch_by_name(tmp_path, source) -> None:
     path = tmp_path / "old.pth"
     torch.save(source, path)
     with pytest.raises(CheckpointError, match=r"fc\.weight \(10, 1152\) != \(100, 1152\)"):
-        convert_checkpoint(path, "resnet26", "c100", tmp_path / "out")
+        convert_checkpoint(path, arch="resnet26", dataset="c100", out=tmp_path / "out")
 
 
 def test_pickle_with_code_does_not_run(tmp_path) -> None:

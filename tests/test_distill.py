@@ -15,7 +15,7 @@ from cifarzoo.data.datasets import SYSTEM_FASHION_MNIST
 from cifarzoo.errors import CifarzooError
 from cifarzoo.registry import get_entry
 from cifarzoo.training import run_files
-from cifarzoo.training.augment import normalize
+from cifarzoo.data.torch_preprocess import normalize
 from cifarzoo.training.distill import check_compatible, distillation_loss, input_adapter
 from cifarzoo.training.loop import train
 from cifarzoo.training.recipe import load_recipe
@@ -94,9 +94,9 @@ def test_loaded_teacher_sees_its_own_normalisation_in_eval_mode(tmp_path) -> Non
     teacher_pre = dataclasses.replace(student_config.preprocess, mean=(0.2,), std=(0.7,))
     teacher_model.config = teacher_model.config.replace(preprocess=teacher_pre)
     teacher_model.save_pretrained(tmp_path / "teacher")
-    teacher = load_teacher(str(tmp_path / "teacher"), student_config, torch.device("cpu"), torch.contiguous_format)
+    teacher = load_teacher(str(tmp_path / "teacher"), student_config, torch.device("cpu"), channels_last=False)
     pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
-    got = teacher.logits(normalize(pixels, student_config.preprocess), None)
+    got = teacher.logits(normalize(pixels, student_config.preprocess))
     with torch.no_grad():
         expected = teacher_model.net.eval()(normalize(pixels, teacher_pre))  # eval: no dropout, running BN stats
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

@@ -26,8 +26,9 @@ import cifarzoo
 from cifarzoo.cli import app
 from cifarzoo.data.specs import CIFAR10, CIFAR100, FASHION_MNIST
 from cifarzoo.data.testsets import CLASS_SYNONYMS, ClassMatcher, read_custom_dir
-from cifarzoo.engines.evaluate import TTA_MODES, torch_logits, tta_batch, tta_logits
-from cifarzoo.engines.predict import decode_stream
+from cifarzoo.data.tta import TTA_MODES, tta_batch, tta_logits
+from cifarzoo.runtime.predictor import decode_stream
+from cifarzoo.runtime.torch_runner import TorchRunner
 from cifarzoo.errors import CifarzooError
 from conftest import run_cli_without_torch
 
@@ -449,7 +450,7 @@ def test_torch_and_numpy_tta_agree(model, rng) -> None:
 
     cfg = model.config.preprocess
     expected = tta_logits(model.logits, normalize(images, cfg), "flip-translate")
-    got = torch_logits(model.net, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), cfg, tta="flip-translate")
+    got = TorchRunner(model.net).uint8_logits(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), cfg, tta="flip-translate")
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-3, atol=1e-4)
 
 
@@ -494,7 +495,7 @@ def onnx_checkpoint(c10_checkpoint, tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("onnx") / "ckpt"
     shutil.copytree(c10_checkpoint, folder)
-    export(folder, "onnx")
+    export(folder, fmt="onnx")
     return folder
 
 

@@ -10,7 +10,9 @@ import torch
 
 import cifarzoo
 from cifarzoo.engines.export import export
-from cifarzoo.engines.runtime import ONNX_NAME, TORCHSCRIPT_NAME, OnnxModel, TorchScriptModel, cuda_usable, onnx_providers
+from cifarzoo.io.layout import ONNX_NAME, TORCHSCRIPT_NAME
+from cifarzoo.runtime.onnx import OnnxModel, cuda_usable, onnx_providers
+from cifarzoo.runtime.torchscript import TorchScriptModel
 from cifarzoo.io.export import check_parity, parity_inputs
 from cifarzoo.models.specs import ARCHS
 from conftest import run_cli_without_torch
@@ -39,7 +41,7 @@ def checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_every_arch_exports_within_tolerance(checkpoints, name, fmt) -> None:
     folder = checkpoints[name]
-    result = export(folder, fmt, check=True)  # raises outside 1e-4 relative / identical top-1 on 256 inputs
+    result = export(folder, fmt=fmt, check=True)  # raises outside 1e-4 relative / identical top-1 on 256 inputs
     assert result.parity.n == 256 and result.parity.relative_diff <= 1e-4 and result.parity.top1_agreement == 1.0
     assert result.path == folder / (ONNX_NAME if fmt == "onnx" else TORCHSCRIPT_NAME)
     if fmt == "onnx":
@@ -59,7 +61,7 @@ def test_every_arch_exports_within_tolerance(checkpoints, name, fmt) -> None:
 
 def test_onnx_batch_axis_is_dynamic(checkpoints) -> None:
     folder = checkpoints["resnet26-fm"]
-    export(folder, "onnx")
+    export(folder, fmt="onnx")
     onnx_model = OnnxModel.from_dir(folder, device="cpu")
     for batch in (1, 7, 300):
         assert onnx_model.logits(parity_inputs(onnx_model.config, n=batch)).shape == (batch, 10)
@@ -69,8 +71,8 @@ def test_backends_predict_the_same(checkpoints, tmp_path) -> None:
     from PIL import Image
 
     folder = checkpoints["resnet34-fm"]
-    export(folder, "onnx")
-    export(folder, "torchscript")
+    export(folder, fmt="onnx")
+    export(folder, fmt="torchscript")
     rng = np.random.default_rng(0)
     paths = []
     for i in range(5):
@@ -85,8 +87,8 @@ def test_backends_predict_the_same(checkpoints, tmp_path) -> None:
 
 def test_single_files_load_on_their_own(checkpoints, tmp_path) -> None:
     folder = checkpoints["plain26-fm"]
-    export(folder, "onnx", out=tmp_path / "alone.onnx")
-    export(folder, "torchscript", out=tmp_path / "alone.pt")
+    export(folder, fmt="onnx", out=tmp_path / "alone.onnx")
+    export(folder, fmt="torchscript", out=tmp_path / "alone.pt")
     for path in (tmp_path / "alone.onnx", tmp_path / "alone.pt"):  # no config.json beside them
         assert cifarzoo.load(path).config.arch == "plain26"
 
@@ -94,7 +96,7 @@ def test_single_files_load_on_their_own(checkpoints, tmp_path) -> None:
 def test_fp16_onnx_is_written_with_float_io(checkpoints, tmp_path) -> None:
     import onnx
 
-    result = export(checkpoints["resnet26-fm"], "onnx", dtype="fp16", out=tmp_path / "m16.onnx")
+    result = export(checkpoints["resnet26-fm"], fmt="onnx", dtype="fp16", out=tmp_path / "m16.onnx")
     graph = onnx.load(str(result.path))
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.graph.initializer)
@@ -109,7 +111,7 @@ def test_fallback_exporter_is_used_and_reported(checkpoints, tmp_path, monkeypat
         return real_export(*args, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", no_dynamo)
-    result = export(checkpoints["resnet26-fm"], "onnx", out=tmp_path / "legacy.onnx", check=True)
+    result = export(checkpoints["resnet26-fm"], fmt="onnx", out=tmp_path / "legacy.onnx", check=True)
     assert result.exporter == "torchscript" and result.parity.top1_agreement == 1.0
 
 
@@ -119,7 +121,7 @@ def test_failed_export_leaves_no_file(checkpoints, tmp_path, monkeypatch) -> Non
 
     monkeypatch.setattr(torch.onnx, "export", broken)
     with pytest.raises(RuntimeError):
-        export(checkpoints["resnet26-fm"], "onnx", out=tmp_path / "x.onnx")
+        export(checkpoints["resnet26-fm"], fmt="onnx", out=tmp_path / "x.onnx")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -127,9 +129,9 @@ def test_bad_format_and_dtype(checkpoints) -> None:
     from cifarzoo.errors import CifarzooError
 
     with pytest.raises(CifarzooError, match="unknown format"):
-        export(checkpoints["resnet26-fm"], "tflite")
+        export(checkpoints["resnet26-fm"], fmt="tflite")
     with pytest.raises(CifarzooError, match="not available for torchscript"):
-        export(checkpoints["resnet26-fm"], "torchscript", dtype="int8")
+        export(checkpoints["resnet26-fm"], fmt="torchscript", dtype="int8")
 
 
 def test_providers_use_cuda_only_when_usable() -> None:
@@ -156,7 +158,7 @@ def test_onnx_predict_never_imports_torch(checkpoints, tmp_path) -> None:
     from PIL import Image
 
     folder = checkpoints["resnet26-fm"]
-    export(folder, "onnx")
+    export(folder, fmt="onnx")
     Image.new("L", (28, 28), 200).save(tmp_path / "one.png")
     stdout = run_cli_without_torch(
         ["predict", str(tmp_path / "one.png"), "--model", str(folder), "--backend", "onnx", "--json"]

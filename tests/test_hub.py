@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 import cifarzoo
 from cifarzoo.cli import app
-from cifarzoo.engines.runtime import OnnxModel
+from cifarzoo.runtime.onnx import OnnxModel
 from cifarzoo.errors import CheckpointError, CifarzooError, NoWeightsError, UnknownModelError
 from cifarzoo.io import resolve
 from cifarzoo.model import ZooModel
@@ -54,7 +54,7 @@ def releases(tmp_path_factory) -> dict[str, dict[str, bytes]]:
         folder = tmp_path_factory.mktemp(f"release{seed}")
         cifarzoo.create_model(NAME, zero_init_last=False).save_pretrained(folder)
         if commit == OLD:
-            export(folder, "onnx")  # the one ONNX export of this module
+            export(folder, fmt="onnx")  # the one ONNX export of this module
         files[commit] = _folder_bytes(folder)
     return files
 

@@ -29,7 +29,8 @@ from cifarzoo.cli import app
 from cifarzoo.config import ModelConfig
 from cifarzoo.engines import publish as publish_engine
 from cifarzoo.engines.publish import group_metrics, render_model_card, split_metric_key
-from cifarzoo.engines.runtime import OnnxModel, TorchScriptModel
+from cifarzoo.runtime.onnx import OnnxModel
+from cifarzoo.runtime.torchscript import TorchScriptModel
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.checkpoint import load_weights, save_checkpoint
 from cifarzoo.registry import ZOO

@@ -7,6 +7,15 @@ import pytest
 from cifarzoo.data.specs import CIFAR10, DATASETS
 from cifarzoo.models.factory import build_model, count_flops, count_params
 from cifarzoo.registry import ZOO, get_entry, list_models, split_name
+from cifarzoo.training.recipe import recipe_differences
+from cifarzoo.releases import (
+    RELEASES_MODULE,
+    RecipeRef,
+    Release,
+    WeightsSource,
+    render_releases_module,
+    write_releases_module,
+)
 
 
 def _build(entry):
@@ -71,3 +80,81 @@ def test_registry_import_does_not_import_torch() -> None:
     code = "import cifarzoo, cifarzoo.registry, cifarzoo.cli, sys; cifarzoo.list_models(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _read_back(text: str) -> dict[str, Release]:
+    namespace: dict = {}
+    exec(compile(text, "<rendered releases>", "exec"), namespace)
+    return namespace["RELEASES"]
+
+
+def test_generated_releases_module_round_trips_and_is_not_edited_by_hand() -> None:
+    from cifarzoo._releases import RELEASES
+
+    text = render_releases_module(RELEASES)
+    assert _read_back(text) == RELEASES  # the writer's text reads back as equal objects
+    # ...and the file is exactly what the writer gives: an edit by hand shows here (rerun train/bundle.py).
+    assert RELEASES_MODULE.read_text(encoding="utf-8") == text
+    assert all(len(line) <= 120 for line in text.splitlines())
+
+
+def test_writer_renders_any_release_stably(tmp_path) -> None:
+    release = Release(
+        source=WeightsSource(kind="hub", location="user/resnet50-c10", revision="0123abc", sha256={"a.bin": "ff"}),
+        metrics={"test": {"top1": 95.123456, "ece": 0.012345678, "n": 10_000}, "": {"top1": 1 / 3}},
+        license="Apache-2.0",
+        recipe=RecipeRef("resnet50-c10", variant="fast", overrides=["optim.lr=0.2", 'model.pretrained="x"']),
+        epochs=40,
+        best_epoch=38,
+    )
+    assert release.metrics == {"test": {"top1": 95.12, "ece": 0.0123, "n": 10_000}, "": {"top1": 0.33}}
+    assert release.recipe.command() == 'resnet50-c10 --variant fast --set optim.lr=0.2 --set model.pretrained="x"'
+    path = write_releases_module({"resnet50-c10": release, "plain26-fm": release}, tmp_path / "_releases.py")
+    text = path.read_text(encoding="utf-8")
+    assert _read_back(text) == {"plain26-fm": release, "resnet50-c10": release}
+    assert render_releases_module(_read_back(text)) == text
+    assert text.index('"plain26-fm"') < text.index('"resnet50-c10"')  # sorted, whatever the insertion order
+
+
+def test_release_rejects_what_it_cannot_record() -> None:
+    source = WeightsSource(kind="bundled", location="resnet26-fm")
+    with pytest.raises(ValueError, match="finite"):
+        Release(source, {"test": {"top1": float("nan")}}, "Apache-2.0", RecipeRef("resnet26-fm"), 15, 15)
+    with pytest.raises(ValueError, match="best_epoch"):
+        Release(source, {}, "Apache-2.0", RecipeRef("resnet26-fm"), 15, 16)
+    with pytest.raises(ValueError, match="kind"):
+        Release(WeightsSource(), {}, "Apache-2.0", RecipeRef("resnet26-fm"), 15, 15)
+
+
+@pytest.mark.parametrize("name", [n for n, e in ZOO.items() if e.release is not None])
+def test_flat_metrics_and_weights_are_the_release(name: str) -> None:
+    entry = ZOO[name]
+    release = entry.release
+    assert entry.weights == release.source and entry.recipe == release.recipe.name == name
+    assert dict(entry.metrics) == release.flat_metrics()
+    assert entry.metrics["epochs"] == release.epochs and entry.metrics["best_epoch"] == release.best_epoch
+    assert entry.top1 == release.metrics["test"]["top1"]
+    for split, values in release.metrics.items():
+        for metric, value in values.items():
+            assert entry.metrics[f"{split}_{metric}"] == value
+    rebuilt = Release.from_flat_metrics(entry.metrics, source=release.source, license=release.license,
+                                        recipe=release.recipe)
+    assert rebuilt == release
+
+
+def test_bundled_release_pins_every_file_and_claims_its_recorded_recipe() -> None:
+    import json
+    from pathlib import Path
+
+    import cifarzoo
+
+    for name, entry in ZOO.items():
+        if entry.weights.kind != "bundled":
+            continue
+        folder = Path(cifarzoo.__file__).parent / "weights" / entry.weights.location
+        assert set(entry.weights.sha256) == {p.name for p in folder.iterdir()}  # config.json too
+        recorded = json.loads((folder / "config.json").read_text())["recipe"]
+        assert recipe_differences(entry.release.recipe, recorded) == {}
+        assert recipe_differences(RecipeRef(name, overrides=("train.epochs=3",)), recorded) == {
+            "train.epochs": (entry.release.epochs, 3)
+        }

@@ -1,43 +1,75 @@
-"""Turn a finished run into the package's bundled offline default, and print its registry entry.
+"""Turn a finished run into the package's bundled offline default, and record its release.
 
     python train/bundle.py runs/resnet26-fm
+    python train/bundle.py runs/resnet26-c10-fast --variant fast     # how the run was trained, if not plain
 
 Writes ``cifarzoo/weights/<name>/``: fp16 safetensors (half the size; loading casts back to fp32), the fp32
 ONNX export (parity-checked against torch, so ``cifarzoo predict`` takes the torch-free path) and a
 config.json whose metrics are re-measured on the bundled files with ``cifarzoo.evaluate`` through the same
 default backend as the CLI -- so ``cifarzoo eval --dataset fashion-mnist --split test --model <name>``
 reproduces them exactly. The torch backend is measured too and must agree.
+
+The release -- sha256 pins of every bundled file, the metrics by split, license, recipe, epochs -- is then
+written into the generated ``cifarzoo/_releases.py`` (:func:`cifarzoo.releases.write_releases_module`), which
+the registry reads; that file is never edited by hand.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
 import cifarzoo
-from cifarzoo.engines.export import export
-from cifarzoo.engines.runtime import ONNX_NAME
+from cifarzoo._releases import RELEASES
 from cifarzoo.atomic import atomic_write_text
-from cifarzoo.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from cifarzoo.engines.export import export
 from cifarzoo.io.integrity import file_sha256
+from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
+from cifarzoo.training.recipe import recipe_differences
+from cifarzoo.releases import (
+    DEFAULT_LICENSE,
+    RecipeRef,
+    Release,
+    WeightsSource,
+    write_releases_module,
+)
 
 PACKAGE_WEIGHTS = Path(cifarzoo.__file__).parent / "weights"
 SIZE_LIMIT = 25_000_000  # bytes: everything bundled in the package
 
 
+def check_recipe(recipe: RecipeRef, recorded: object) -> None:
+    """Fail unless ``recipe`` (name, variant, overrides) rebuilds the recipe the run recorded, so a release
+    never claims a recipe it was not trained with."""
+    if not isinstance(recorded, dict):
+        raise SystemExit("the run's config.json records no recipe; cannot say what it was trained with")
+    differ = recipe_differences(recipe, recorded)
+    if differ:
+        lines = "\n".join(f"  {key}: the run has {a!r}, the recipe gives {b!r}" for key, (a, b) in differ.items())
+        raise SystemExit(f"the run was not trained with `cifarzoo train {recipe.command()}`; "
+                         f"pass its --variant/--set:\n{lines}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--variant", default=None, help="The recipe variant the run was trained with.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="A --set override the run was trained with (repeat for several, in order).")
+    parser.add_argument("--license", default=DEFAULT_LICENSE, help="The weights' license, an SPDX id.")
     args = parser.parse_args()
 
     trained = cifarzoo.load(args.run_dir, device="cpu")
     name, dataset = trained.config.name, trained.config.dataset
+    recipe = RecipeRef(name=name, variant=args.variant, overrides=tuple(args.overrides))
+    check_recipe(recipe, trained.config.recipe)  # before the slow part: a wrong claim fails at once
     dest = PACKAGE_WEIGHTS / name
     trained.save_pretrained(dest, dtype=torch.float16)
-    onnx_export = export(dest, "onnx", check=True)
+    onnx_export = export(dest, fmt="onnx", check=True)
     print(f"ONNX parity vs torch: {onnx_export.parity.describe()}")
 
     default = cifarzoo.load(dest, device="cpu", backend="auto")  # what the CLI uses: ONNX here
@@ -49,30 +81,37 @@ def main() -> None:
     test_flip = cifarzoo.evaluate(default, dataset, "test", tta="flip")
     val = cifarzoo.evaluate(default, dataset, "val")
     run_metrics = trained.config.metrics
-    metrics = {
-        "test_top1": test.top1,
-        "test_top5": test.top5,
-        "test_top1_flip_tta": test_flip.top1,
-        "val_top1": val.top1,
-        "test_ece": test.ece,
-        "best_epoch": run_metrics["best_epoch"],
-        "epochs": run_metrics["epochs"],
-    }
+    # The Release rounds the metrics to their reported precision (top-1 to 2 decimals: exact on 10,000 test
+    # images; ECE to 4). Its sha256 pins are filled in once the files are final, below.
+    measured = Release(
+        source=WeightsSource(kind="bundled", location=name),
+        metrics={
+            "test": {"top1": test.top1, "top5": test.top5, "top1_flip_tta": test_flip.top1, "ece": test.ece},
+            "val": {"top1": val.top1},
+        },
+        license=args.license,
+        recipe=recipe,
+        epochs=int(run_metrics["epochs"]),
+        best_epoch=int(run_metrics["best_epoch"]),
+    )
+    metrics = measured.flat_metrics()  # the same numbers the registry will show
     # Record the metrics in config.json, and re-export so the ONNX file's embedded config carries them too;
     # then check once more that the final files reproduce the recorded test accuracy.
-    atomic_write_text(dest / CONFIG_NAME, json.dumps(torch_model.config.replace(metrics=metrics).to_dict(), indent=2) + "\n")
-    export(dest, "onnx", check=True)
+    config = torch_model.config.replace(metrics=metrics)
+    atomic_write_text(dest / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
+    export(dest, fmt="onnx", check=True)
     final = cifarzoo.evaluate(cifarzoo.load(dest, device="cpu", backend="auto"), dataset, "test")
     if final.top1 != test.top1:
         raise SystemExit(f"re-exported ONNX gives {final.top1}, not the recorded {test.top1}")
     size = sum(p.stat().st_size for p in dest.iterdir())
     if size > SIZE_LIMIT:
         raise SystemExit(f"{dest} is {size / 1e6:.1f} MB, over the {SIZE_LIMIT / 1e6:.0f} MB bundle limit")
-    pins = {f: file_sha256(dest / f) for f in (WEIGHTS_NAME, ONNX_NAME)}
+    # config.json is pinned too: it carries the preprocessing and class names the model is used with.
+    pins = {f: file_sha256(dest / f) for f in (WEIGHTS_NAME, ONNX_NAME, CONFIG_NAME)}
+    release = dataclasses.replace(measured, source=dataclasses.replace(measured.source, sha256=pins))
     print(f"wrote {dest} ({size / 1e6:.1f} MB): {json.dumps(metrics)}")
-    print("\nregistry entry (cifarzoo/registry.py, _RELEASES):")
-    print(f'    "{name}": (\n        WeightsSource(kind="bundled", location="{name}", sha256={json.dumps(pins)}),'
-          f"\n        {json.dumps(metrics)},\n    ),")
+    module = write_releases_module({**RELEASES, name: release})
+    print(f"recorded the release in {module}: {recipe.command()}, {args.license}")
 
 
 if __name__ == "__main__":

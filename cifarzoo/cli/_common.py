@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from typing import Any, Sequence
 
 import typer
 from typer.core import TyperGroup
 
 from cifarzoo.errors import CifarzooError
+
+
+def choice_enum(name: str, values: Sequence[str]) -> Any:
+    """A ``str`` Enum typer shows as ``--option [a|b|c]``, built from the library's own option list (a
+    ``Literal``'s ``get_args``), so the CLI's choices cannot drift from what the library accepts."""
+    return Enum(name, {value.replace("-", "_"): value for value in values}, type=str)
 
 
 def debug_enabled() -> bool:

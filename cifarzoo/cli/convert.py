@@ -16,5 +16,5 @@ def convert_command(
     DataParallel 'module.' prefixes are removed, and a key mismatch is reported by name."""
     from cifarzoo.engines.convert import convert_checkpoint
 
-    folder = convert_checkpoint(checkpoint, arch, dataset, out)
+    folder = convert_checkpoint(checkpoint, arch=arch, dataset=dataset, out=out)
     typer.echo(f"wrote {folder} (model.safetensors + config.json); load it with cifarzoo.load({str(folder)!r})")

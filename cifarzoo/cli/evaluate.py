@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
 from typing import Any, Optional
 
 import typer
 
-from cifarzoo.cli._common import format_table, write_json
+from cifarzoo.cli._common import choice_enum, format_table, write_json
 from cifarzoo.cli.predict import Backend
+from cifarzoo.data.tta import TTA_MODES
 from cifarzoo.errors import CifarzooError
 from cifarzoo.registry import DEFAULT_MODEL
 
@@ -18,10 +18,7 @@ TOP_CONFUSIONS = 15
 LISTED_SKIPS = 20  # skipped files listed on stderr; all of them are in --json and --report
 
 
-class Tta(str, Enum):
-    none = "none"
-    flip = "flip"
-    flip_translate = "flip-translate"
+Tta = choice_enum("Tta", TTA_MODES)
 
 
 def eval_command(
@@ -77,7 +74,7 @@ def eval_command(
         raise CifarzooError(f"give exactly one test set: {', '.join(sources)} (got {', '.join(given) or 'none'})")
     predictor = load(model, device=device, backend=backend.value)
     report = evaluate(
-        predictor, dataset, split, data_dir, download, batch_size, tta.value,
+        predictor, dataset, split=split, data_dir=data_dir, download=download, batch_size=batch_size, tta=tta.value,
         custom_dir=custom_dir, labels=labels, array=array, ignore_unknown=ignore_unknown, strict=strict,
         progress=sys.stderr.isatty(), workers=workers,
     )

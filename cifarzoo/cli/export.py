@@ -26,7 +26,9 @@ def export_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     warnings.filterwarnings("ignore")  # tracer and exporter chatter; real problems raise
-    result = export(model, fmt, out, dtype, opset, check, calib_dir, data_dir)
+    result = export(
+        model, fmt=fmt, out=out, dtype=dtype, opset=opset, check=check, calib_dir=calib_dir, data_dir=data_dir
+    )
     typer.echo(f"wrote {result.path} ({result.format} {result.dtype}, exporter: {result.exporter})")
     if result.parity is not None:
         typer.echo(f"parity vs torch: {result.parity.describe()}: ok")

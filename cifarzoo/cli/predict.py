@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import List
 
 import typer
 
-from cifarzoo.cli._common import format_table, print_error, write_json
+from cifarzoo.cli._common import choice_enum, format_table, print_error, write_json
 from cifarzoo.registry import DEFAULT_MODEL
+from cifarzoo.runtime.backends import BACKENDS
 
-
-class Backend(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
-    torchscript = "torchscript"
+Backend = choice_enum("Backend", BACKENDS)
 
 
 def predict_command(
@@ -38,7 +33,7 @@ def predict_command(
     """
     from cifarzoo.api import load
     from cifarzoo.data.files import collect_images
-    from cifarzoo.engines.predict import predict_images
+    from cifarzoo.runtime.predictor import predict_images
 
     collected = collect_images(images)
     predictor = load(model, device=device, backend=backend.value)

@@ -28,26 +28,14 @@ def train_command(
     """
     import logging
     import os
-    from pathlib import Path
 
     from cifarzoo.training.loop import train
-    from cifarzoo.training.recipe import load_recipe
+    from cifarzoo.training.recipe import recipe_for_run
 
     if not quiet and int(os.environ.get("RANK", "0")) == 0:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     extra = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
-    run_dir = Path(out) if out else None
-    if resume and run_dir is not None and (run_dir / "recipe.json").is_file() and not Path(recipe).suffix:
-        # Resuming replays the run's own recipe, so a later edit of the zoo file cannot change it midway.
-        import json
-
-        from cifarzoo.training.recipe import Recipe
-
-        loaded = Recipe.from_dict(json.loads((run_dir / "recipe.json").read_text())).with_overrides(extra)
-    else:
-        loaded = load_recipe(recipe, variant=variant, overrides=extra)
-    if run_dir is None:
-        run_dir = Path("runs") / (loaded.name + (f"-{variant}" if variant else ""))
+    loaded, run_dir = recipe_for_run(recipe, variant=variant, overrides=extra, out=out, resume=resume)
     result = train(loaded, run_dir, data_dir=data_dir, device=device, resume=resume, download=download)
     if int(os.environ.get("RANK", "0")) == 0:
         write_json({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "metrics": result.metrics})

@@ -104,6 +104,10 @@ FASHION_MNIST = DatasetSpec(
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# The validation split zoo recipes hold out of the training set (data.val_size, seeded with train.seed = 0):
+# best epochs are chosen on it, and `cifarzoo eval --split val` / `calibrate` read the same images.
+VAL_SIZE = 5000
+
 DATASETS: dict[str, DatasetSpec] = {spec.tag: spec for spec in (CIFAR10, CIFAR100, FASHION_MNIST)}
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from cifarzoo.engines.figures import colour_cycle, figure_format, new_figure, save_figure
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.layout import CONFIG_NAME, METRICS_NAME, RECIPE_NAME
 from cifarzoo.io.run_metrics import read_metrics
@@ -173,22 +174,11 @@ def plot_comparison(runs: Sequence[Run], out: str | os.PathLike, title: str | No
     from input to output, at the first epoch (solid) and the last (dashed), and the stem's over epochs. A
     plain network's gradients shrinking towards the input is the vanishing-gradient picture.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cifarzoo.atomic import atomic_path
-
-    out = Path(out)
-    kind = out.suffix.lstrip(".").lower() or "png"
-    supported = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
-    if kind not in supported:
-        raise CifarzooError(f"{out}: cannot write .{kind} figures; use one of .{', .'.join(sorted(supported))}")
+    figure_format(out)  # an unsupported suffix fails before any drawing
     with_norms = any(r.has_grad_norms for r in runs)
-    fig, axes = plt.subplots(2 if with_norms else 1, 2, figsize=(12, 8.5 if with_norms else 4.5), squeeze=False)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = new_figure(12, 8.5 if with_norms else 4.5, layout="tight")
+    axes = fig.subplots(2 if with_norms else 1, 2, squeeze=False)
+    colours = colour_cycle()
     ax_loss, ax_acc = axes[0]
     for i, run in enumerate(runs):
         colour = colours[i % len(colours)]
@@ -209,16 +199,7 @@ def plot_comparison(runs: Sequence[Run], out: str | os.PathLike, title: str | No
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=kind, dpi=110)
-    except OSError as exc:
-        raise CifarzooError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def _plot_grad_norms(runs: Sequence[Run], ax_stage: Any, ax_time: Any, colours: Sequence[str]) -> None:

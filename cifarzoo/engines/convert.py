@@ -16,7 +16,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from cifarzoo.data.specs import get_dataset_spec
 from cifarzoo.errors import CheckpointError, CifarzooError
+from cifarzoo.io.checkpoint import build, load_state_dict_strict, save_checkpoint
+from cifarzoo.models.specs import get_arch_spec
+from cifarzoo.registry import model_config
 
 # Where training scripts commonly nest the state dict, checked in this order.
 STATE_DICT_KEYS: tuple[str, ...] = ("state_dict", "model", "net")
@@ -31,8 +37,6 @@ _REASON_END = re.compile(r"\s*(Please use `torch\.serialization|Check the docume
 
 def read_foreign_state_dict(path: str | os.PathLike) -> dict[str, Any]:
     """The tensors of a foreign checkpoint file, unwrapped and with wrapper prefixes removed."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
@@ -65,8 +69,6 @@ def _load_failure(path: Path, exc: Exception) -> str:
 
 
 def _unwrap(data: Any, path: Path) -> dict[str, Any]:
-    import torch
-
     while isinstance(data, dict) and not _is_state_dict(data):
         nested = next((data[k] for k in STATE_DICT_KEYS if isinstance(data.get(k), dict)), None)
         if nested is None and any(isinstance(v, torch.Tensor) for v in data.values()):
@@ -86,30 +88,23 @@ def _unwrap(data: Any, path: Path) -> dict[str, Any]:
 
 
 def _is_state_dict(data: dict[Any, Any]) -> bool:
-    import torch
-
     return bool(data) and all(isinstance(v, torch.Tensor) for v in data.values())
 
 
-def convert_checkpoint(path: str | os.PathLike, arch: str, dataset: str, out: str | os.PathLike) -> Path:
+def convert_checkpoint(path: str | os.PathLike, *, arch: str, dataset: str, out: str | os.PathLike) -> Path:
     """Load the weights in ``path`` strictly into ``arch`` for ``dataset`` (``c10``, ``c100``, ``fm`` or their
     full names) and write a checkpoint folder (``model.safetensors`` + ``config.json``) to ``out``.
 
     The config is the zoo entry's (classes, preprocessing) without its name, metrics or recipe: those belong
     to the zoo's own weights, not to these.
     """
-    from cifarzoo.api import create_model
-    from cifarzoo.data.specs import get_dataset_spec
-    from cifarzoo.io.checkpoint import load_state_dict_strict
-    from cifarzoo.models.specs import get_arch_spec
-
     get_arch_spec(arch)  # an unknown arch fails here, naming the known ones
     tag = get_dataset_spec(dataset).tag
     state = read_foreign_state_dict(path)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CifarzooError(f"{out}: already exists and is not empty; convert writes a new checkpoint folder")
-    model = create_model(f"{arch}-{tag}")
-    load_state_dict_strict(model.net, state, str(path))
-    model.config = model.config.replace(name=None, metrics={}, recipe=None)
-    return model.save_pretrained(out)
+    config = model_config(f"{arch}-{tag}").replace(name=None, metrics={}, recipe=None)
+    net = build(config)
+    load_state_dict_strict(net, state, str(path))
+    return save_checkpoint(net.state_dict(), config, out)

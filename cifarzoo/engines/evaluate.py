@@ -3,8 +3,8 @@
 :func:`compute_report` turns logits and labels into every metric (numpy only). :func:`evaluate_testset`
 streams any :class:`~cifarzoo.data.testsets.TestSet` (built-in splits, folders, CSVs, arrays) through any
 backend: decoding in a thread pool overlapped with batched inference, bad files skipped and listed, optional
-test-time augmentation. :func:`torch_logits` is the on-device path training uses. Nothing here imports torch
-at module level, so the ONNX backend evaluates without it.
+test-time augmentation (:mod:`cifarzoo.data.tta`). Training validates through the same :func:`compute_report`
+on logits from the torch runner. Nothing here imports torch, so the ONNX backend evaluates without it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ import numpy as np
 from cifarzoo.config import PreprocessConfig
 from cifarzoo.data.preprocess import normalize
 from cifarzoo.data.testsets import TestSet
+from cifarzoo.data.tta import LogitsFn, check_tta, tta_logits
 from cifarzoo.errors import CifarzooError, ImageReadError
+from cifarzoo.runtime.predictor import decode_stream
 
 ECE_BINS = 15
 MAX_EXAMPLES = 64  # misclassified images kept for the report's grid (the most confident mistakes)
-
-# float32 (N, C, H, W) -> (N, num_classes)
-LogitsFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -206,113 +205,6 @@ def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = EC
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Test-time augmentation: each mode is a weighted set of views of the normalised batch
-
-
-@dataclass(frozen=True)
-class TtaView:
-    """Mirror horizontally (or not), then translate by ``(dy, dx)`` pixels with reflect padding (the padding
-    training's random crops use); ``weight`` is the view's share of the averaged logits."""
-
-    mirror: bool
-    dy: int
-    dx: int
-    weight: float
-
-
-# Every mode holds each view both mirrored and not, with equal weights, so its logits are exactly invariant to
-# flipping the input. flip-translate weighs the untranslated pair and the +-2 px translations half and half,
-# like airbench's mirror-translate TTA.
-TTA_VIEWS: Mapping[str, tuple[TtaView, ...]] = MappingProxyType(
-    {
-        "none": (TtaView(False, 0, 0, 1.0),),
-        "flip": (TtaView(False, 0, 0, 0.5), TtaView(True, 0, 0, 0.5)),
-        "flip-translate": tuple(
-            TtaView(mirror, dy, dx, weight)
-            for (dy, dx, weight) in ((0, 0, 0.25), (2, 2, 0.125), (-2, -2, 0.125))
-            for mirror in (False, True)
-        ),
-    }
-)
-TTA_MODES: tuple[str, ...] = tuple(TTA_VIEWS)
-
-
-def check_tta(tta: str) -> tuple[TtaView, ...]:
-    """The views of ``tta``, or a :class:`CifarzooError` naming the modes."""
-    if tta not in TTA_VIEWS:
-        raise CifarzooError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
-    return TTA_VIEWS[tta]
-
-
-def tta_view(batch: np.ndarray, view: TtaView) -> np.ndarray:
-    """One view of a normalised ``(N, C, H, W)`` float32 batch, for the whole batch at once."""
-    x = batch[..., ::-1] if view.mirror else batch
-    pad = max(abs(view.dy), abs(view.dx))
-    if pad:
-        height, width = batch.shape[2:]
-        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect")
-        top, left = pad - view.dy, pad - view.dx
-        x = padded[:, :, top : top + height, left : left + width]
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def tta_batch(batch: np.ndarray, tta: str) -> np.ndarray:
-    """All views of ``tta`` stacked: ``(V, N, C, H, W)``. For inspection; :func:`tta_logits` runs them one by one."""
-    return np.stack([tta_view(batch, view) for view in check_tta(tta)])
-
-
-def tta_logits(logits_fn: LogitsFn, batch: np.ndarray, tta: str = "none") -> np.ndarray:
-    """The weighted mean of ``logits_fn`` over the views of ``tta``: ``(N, num_classes)`` float32.
-
-    Views go through the network one at a time, so memory is that of one batch whatever the mode.
-    """
-    total: np.ndarray | None = None
-    for view in check_tta(tta):
-        logits = np.asarray(logits_fn(tta_view(batch, view)), dtype=np.float32) * np.float32(view.weight)
-        total = logits if total is None else total + logits
-    assert total is not None
-    return total
-
-
-def torch_logits(module: Any, images: Any, cfg: Any, batch_size: int = 512, tta: str = "none", amp_dtype: Any = None) -> Any:
-    """Logits (float32, on the images' device) of ``module`` for a ``(N, C, H, W)`` uint8 tensor.
-
-    Normalisation uses the model config's constants; ``tta`` takes the same views as :func:`tta_logits`
-    (:data:`TTA_VIEWS`). The module is run in eval mode under ``inference_mode``; its mode is restored afterwards.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from cifarzoo.training.augment import normalize as torch_normalize
-
-    views = check_tta(tta)
-    was_training = module.training
-    module.eval()
-    device = images.device
-    channels_last = next(module.parameters()).is_contiguous(memory_format=torch.channels_last) and images.shape[1] > 1
-
-    def view_of(x: torch.Tensor, view: TtaView) -> torch.Tensor:
-        x = x.flip(3) if view.mirror else x
-        pad = max(abs(view.dy), abs(view.dx))
-        if pad:
-            height, width = x.shape[2:]
-            top, left = pad - view.dy, pad - view.dx
-            x = F.pad(x, (pad,) * 4, mode="reflect")[:, :, top : top + height, left : left + width]
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-    outputs = []
-    try:
-        with torch.inference_mode(), torch.autocast(device.type, amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            for chunk in images.split(batch_size):
-                x = torch_normalize(chunk, cfg)
-                logits = sum(module(view_of(x, view)).float() * view.weight for view in views)
-                outputs.append(logits)
-    finally:
-        module.train(was_training)
-    return torch.cat(outputs) if outputs else torch.zeros(0, 0, device=device)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The streaming evaluator
 
 
@@ -340,8 +232,6 @@ def _decoded_batches(
     testset: TestSet, cfg: PreprocessConfig, batch_size: int, workers: int | None
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[ImageReadError]]]:
     """``(indices into testset, (n, H, W, C) uint8 images at the model's size, read errors)`` per batch."""
-    from cifarzoo.engines.predict import decode_stream
-
     if testset.images is not None and testset.array_fits(cfg):
         for start in range(0, len(testset), batch_size):
             stop = min(start + batch_size, len(testset))
@@ -457,14 +347,9 @@ __all__ = [
     "ClassMetrics",
     "EvalReport",
     "MisclassifiedExample",
-    "TTA_MODES",
-    "TTA_VIEWS",
+    "calibration_bins",
     "compute_report",
     "evaluate_arrays",
     "evaluate_testset",
     "expected_calibration_error",
-    "calibration_bins",
-    "torch_logits",
-    "tta_batch",
-    "tta_logits",
 ]

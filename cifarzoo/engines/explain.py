@@ -19,7 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifarzoo.atomic import atomic_path
+from cifarzoo.data.preprocess import ImageInput, load_uint8, normalize
+from cifarzoo.data.testsets import ClassMatcher
 from cifarzoo.errors import CifarzooError
+from cifarzoo.io.checkpoint import load_checkpoint
+from cifarzoo.io.resolve import resolve
+from cifarzoo.runtime.torch_runner import torch_device
 
 
 @dataclass
@@ -123,8 +129,6 @@ def save_explanation(
     """Write the input and its Grad-CAM overlay side by side, with ``title`` above, as a PNG (atomically)."""
     from PIL import Image, ImageDraw
 
-    from cifarzoo.atomic import atomic_path
-
     gray = image_uint8[:, :, 0] if image_uint8.shape[-1] == 1 else image_uint8[:, :, :3]
     original = Image.fromarray(gray).convert("RGB").resize((size, size), Image.NEAREST)
     blended = Image.fromarray(overlay(image_uint8, heatmap, size))
@@ -141,3 +145,79 @@ def save_explanation(
     except OSError as exc:
         raise CifarzooError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+@dataclass
+class Explanation:
+    """What :func:`explain` wrote: the figure, the explained class and the top class, with probabilities."""
+
+    out: Path
+    image: str
+    class_name: str
+    prob: float
+    top_class: str
+    top_prob: float
+    layer: str
+
+    @property
+    def title(self) -> str:
+        title = f"{self.class_name} (p={self.prob:.3f})"
+        if self.class_name != self.top_class:
+            title += f"; top class {self.top_class} (p={self.top_prob:.3f})"
+        return title
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "image": self.image,
+            "out": str(self.out),
+            "class": self.class_name,
+            "prob": self.prob,
+            "top_class": self.top_class,
+            "top_prob": self.top_prob,
+            "layer": self.layer,
+        }
+
+
+def explain(
+    model: str | os.PathLike,
+    image: ImageInput,
+    *,
+    out: str | os.PathLike,
+    class_name: str | None = None,
+    layer: str | None = None,
+    device: str = "auto",
+) -> Explanation:
+    """Grad-CAM for one image through ``model`` (a zoo name, checkpoint/run folder or ``hf://`` id), written to
+    ``out`` as the image beside its overlay.
+
+    ``class_name`` (a name, matched like eval's folder names, or an index) picks the class to explain instead
+    of the top one; ``layer`` a module for a finer map. Needs the torch weights (``model.safetensors``).
+    """
+    source = resolve(model, backend="torch")
+    if source.kind == "file":
+        raise CifarzooError(f"{model}: explain needs the torch weights (a folder with model.safetensors), not an export")
+    net, config = load_checkpoint(source.path)
+    class_index = None
+    if class_name is not None:
+        class_index = ClassMatcher(config.classes)(class_name)
+        if class_index is None:
+            raise CifarzooError(
+                f"--class {class_name!r} is not one of the model's classes: {', '.join(config.classes)}"
+            )
+    net = net.to(torch_device(device))
+    pixels = load_uint8(image, config.preprocess)
+    x = torch.from_numpy(normalize(pixels[None], config.preprocess)).to(next(net.parameters()).device)
+    result = grad_cam(net, x, class_index, layer)
+    probs = result.probs[0]
+    explained, top = int(result.class_indices[0]), int(np.argmax(probs))
+    explanation = Explanation(
+        out=Path(out),
+        image=os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<image>",
+        class_name=config.classes[explained],
+        prob=float(probs[explained]),
+        top_class=config.classes[top],
+        top_prob=float(probs[top]),
+        layer=layer or "forward_features",
+    )
+    explanation.out = save_explanation(out, pixels, result.heatmaps[0], explanation.title)
+    return explanation

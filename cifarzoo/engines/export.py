@@ -6,16 +6,28 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
+from cifarzoo.config import ModelConfig
+from cifarzoo.data.datasets import load_dataset
+from cifarzoo.data.files import iter_image_files
+from cifarzoo.data.preprocess import try_load_uint8
+from cifarzoo.data.specs import DATASETS
 from cifarzoo.errors import CifarzooError
+from cifarzoo.io import export as ex
+from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint
 from cifarzoo.io.layout import ONNX_FILES, TORCHSCRIPT_NAME
+from cifarzoo.io.resolve import resolve
+from cifarzoo.runtime.onnx import OnnxModel
+from cifarzoo.runtime.torch_runner import TorchRunner
+from cifarzoo.runtime.torchscript import TorchScriptModel
 
 log = logging.getLogger(__name__)
 
 Format = Literal["onnx", "torchscript"]
+FORMATS: tuple[str, ...] = get_args(Format)
 CALIBRATION_IMAGES = 512
 PARITY_INPUTS = 256
 
@@ -26,24 +38,19 @@ class Exported:
     format: str
     dtype: str
     exporter: str
-    parity: object | None = None  # io.export.Parity when checked
+    parity: ex.Parity | None = None  # set when checked
 
 
-def _calibration_images(config, calib_dir: str | None, data_dir: str | None, n: int, offset: int = 0) -> np.ndarray:
+def _calibration_images(
+    config: ModelConfig, calib_dir: str | None, data_dir: str | None, n: int, offset: int = 0
+) -> np.ndarray:
     """``n`` uint8 images at the model's size: from ``calib_dir``, else the model's own training set."""
-    from cifarzoo.data.preprocess import try_load_uint8
-
     if calib_dir:
-        from cifarzoo.data.files import iter_image_files
-
         paths = iter_image_files(calib_dir)[offset : offset + n]
         arrays = [a for a in (try_load_uint8(p, config.preprocess) for p in paths) if isinstance(a, np.ndarray)]
         if not arrays:
             raise CifarzooError(f"{calib_dir}: no readable images to calibrate with")
         return np.stack(arrays)
-    from cifarzoo.data.datasets import load_dataset
-    from cifarzoo.data.specs import DATASETS
-
     if config.dataset not in DATASETS:
         raise CifarzooError(f"{config.name or config.arch}: int8 calibration needs --calib-dir (dataset {config.dataset!r} is not built in)")
     data = load_dataset(config.dataset, "train", data_dir=data_dir)
@@ -53,9 +60,10 @@ def _calibration_images(config, calib_dir: str | None, data_dir: str | None, n: 
 
 def export(
     model: str | os.PathLike,
+    *,
     fmt: Format = "onnx",
     out: str | os.PathLike | None = None,
-    dtype: str = "fp32",
+    dtype: ex.Dtype = "fp32",
     opset: int | None = None,
     check: bool = False,
     calib_dir: str | None = None,
@@ -69,21 +77,19 @@ def export(
     inputs and raises if it falls outside the tolerance (fp32: 1e-4 of the logit scale and identical top-1;
     int8: 99% top-1 agreement on real images).
     """
-    from cifarzoo.api import load
-    from cifarzoo.engines.runtime import OnnxModel, TorchScriptModel
-    from cifarzoo.io import export as ex
-
-    if fmt not in ("onnx", "torchscript"):
-        raise CifarzooError(f"unknown format {fmt!r}; choose onnx or torchscript")
+    if fmt not in FORMATS:
+        raise CifarzooError(f"unknown format {fmt!r}; choose {' or '.join(FORMATS)}")
     if dtype not in ONNX_FILES or (fmt == "torchscript" and dtype != "fp32"):
         raise CifarzooError(f"--dtype {dtype} is not available for {fmt} (onnx: fp32, fp16, int8; torchscript: fp32)")
-    torch_model = load(model, device="cpu")
-    folder = Path(model) if Path(model).is_dir() else Path(str(model))
-    if not Path(model).is_dir() and out is None:
-        torch_model.save_pretrained(folder)
+    source = resolve(model)
+    if source.kind == "file":
+        raise CifarzooError(f"{model}: already an exported file; export from its checkpoint folder")
+    net, config = load_checkpoint(source.path)
+    # A zoo name or hf:// id exports into ./NAME/, next to a copy of its checkpoint, so the folder loads as one.
+    folder = source.path if source.kind == "folder" else Path(os.fspath(model))
+    if source.kind != "folder" and out is None:
+        save_checkpoint(net.state_dict(), config, folder)
     target = Path(out) if out else folder / (ONNX_FILES[dtype] if fmt == "onnx" else TORCHSCRIPT_NAME)
-    config = torch_model.config
-    net = torch_model.net
 
     if fmt == "torchscript":
         result = ex.export_torchscript(net, config, target)
@@ -108,9 +114,9 @@ def export(
     if check:
         # int8 is judged on real images held out from calibration; fp32/fp16 on random ones.
         images = _calibration_images(config, calib_dir, data_dir, PARITY_INPUTS, offset=CALIBRATION_IMAGES) if dtype == "int8" else None
-        parity = ex.check_parity(torch_model.logits, candidate, ex.parity_inputs(config, images, n=PARITY_INPUTS))
+        parity = ex.check_parity(TorchRunner(net), candidate, ex.parity_inputs(config, images, n=PARITY_INPUTS))
         exported.parity = parity
-        if not parity.passes(dtype):  # type: ignore[arg-type]
+        if not parity.passes(dtype):
             result.path.unlink(missing_ok=True)  # a file that failed its check must not be picked up later
             raise CifarzooError(f"{result.path}: {dtype} export fails its parity check ({parity.describe()}); not written")
     return exported

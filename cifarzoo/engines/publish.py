@@ -27,9 +27,12 @@ from cifarzoo.atomic import atomic_write_text
 from cifarzoo.config import ModelConfig
 from cifarzoo.data.specs import DATASETS
 from cifarzoo.engines.export import CALIBRATION_IMAGES, Exported, export
+from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint
+from cifarzoo.models.factory import count_flops, count_params
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.hub import HUB_PREFIX, Upload, check_repo_id, upload_folder
 from cifarzoo.io.layout import (
+    CARD_NAME,
     CONFIG_NAME,
     CURVES_NAME,
     METRICS_NAME,
@@ -40,7 +43,6 @@ from cifarzoo.io.layout import (
 )
 
 LICENSE = "apache-2.0"
-CARD_NAME = "README.md"
 TEMPLATE = "MODEL_CARD.md"
 INT8_NAME = ONNX_FILES["int8"]
 # Run files that travel with the weights when the run has them.
@@ -176,7 +178,7 @@ def render_model_card(
         "recipe": _recipe(config.recipe),
         "metrics": _metrics_section(config.metrics),
         "curves": "![Loss and top-1 per epoch, train and val](curves.png)\n\nPer-epoch numbers are in `metrics.jsonl`."
-        if "curves.png" in files else "Not recorded: the run had no `curves.png`.",
+        if CURVES_NAME in files else f"Not recorded: the run had no `{CURVES_NAME}`.",
         "files": _files_section(files, left_out),
         "input_size": str(pre.input_size),
         "color": "grayscale" if pre.color_mode == "L" else pre.color_mode,
@@ -407,6 +409,7 @@ def build_hub_folder(
     run_dir: str | os.PathLike,
     out: str | os.PathLike,
     repo_id: str,
+    *,
     int8: bool = True,
     data_dir: str | os.PathLike | None = None,
     license: str = LICENSE,
@@ -417,22 +420,21 @@ def build_hub_folder(
     checks. int8 needs the model's dataset for calibration (``data_dir``): when it is unavailable or int8
     parity fails, int8 is left out and :attr:`HubFolder.notes` says why.
     """
-    from cifarzoo.api import load
-    from cifarzoo.models.factory import count_flops, count_params
-
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
-    model = load(run_dir, device="cpu", backend="torch")
+    net, config = load_checkpoint(run_dir)
     folder = _empty_folder(Path(out))
-    model.save_pretrained(folder)
+    save_checkpoint(net.state_dict(), config, folder)
     exports = {
-        ONNX_NAME: export(folder, "onnx", check=True),
-        TORCHSCRIPT_NAME: export(folder, "torchscript", check=True),
+        ONNX_NAME: export(folder, fmt="onnx", check=True),
+        TORCHSCRIPT_NAME: export(folder, fmt="torchscript", check=True),
     }
     notes: list[str] = []
     if int8:
         try:
-            exports[INT8_NAME] = export(folder, "onnx", dtype="int8", check=True, data_dir=os.fspath(data_dir) if data_dir else None)
+            exports[INT8_NAME] = export(
+                folder, fmt="onnx", dtype="int8", check=True, data_dir=os.fspath(data_dir) if data_dir else None
+            )
         except CifarzooError as exc:  # no calibration data, or int8 fails its parity check: publish without it
             notes.append(f"int8 left out: {exc}")
     else:
@@ -441,13 +443,12 @@ def build_hub_folder(
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, folder / name)
 
-    config = model.config
     files = _describe_files(sorted(p.name for p in folder.iterdir()), exports)
     left_out = () if INT8_NAME in exports else (
         "No int8 ONNX file: it was left out at publish time (no calibration data, or it failed its parity check).",
     )
-    gflops = count_flops(model.net, config.preprocess.input_size, config.in_chans) / 1e9
-    card = render_model_card(config, repo_id, count_params(model.net), gflops, files, left_out, license)
+    gflops = count_flops(net, config.preprocess.input_size, config.in_chans) / 1e9
+    card = render_model_card(config, repo_id, count_params(net), gflops, files, left_out, license)
     atomic_write_text(folder / CARD_NAME, card)
     return HubFolder(folder, config, sorted(p.name for p in folder.iterdir()), notes, exports)
 
@@ -485,6 +486,7 @@ def _describe_files(names: list[str], exports: Mapping[str, Exported]) -> dict[s
 def publish(
     run_dir: str | os.PathLike,
     repo_id: str,
+    *,
     private: bool = False,
     out: str | os.PathLike | None = None,
     dry_run: bool = False,
@@ -500,10 +502,13 @@ def publish(
     if dry_run and out is None:
         raise CifarzooError("a dry run needs --out DIR: the folder to build the repo in")
     with contextlib.ExitStack() as stack:
-        folder = Path(out) if out is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cifarzoo-publish-"))) / "repo"
+        if out is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cifarzoo-publish-"))) / "repo"
+        else:
+            folder = Path(out)
         built = build_hub_folder(run_dir, folder, repo_id, int8=int8, data_dir=data_dir)
-        if dry_run:
-            return Published(built, None)
-        message = f"cifarzoo {__version__}: publish {built.config.name or built.config.arch} ({len(built.files)} files)"
-        return Published(built, upload_folder(built.path, repo_id, private=private, commit_message=message))
-    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
+        upload = None
+        if not dry_run:
+            what = f"{built.config.name or built.config.arch} ({len(built.files)} files)"
+            upload = upload_folder(built.path, repo_id, private=private, commit_message=f"cifarzoo {__version__}: publish {what}")
+    return Published(built, upload)

@@ -20,6 +20,14 @@ import numpy as np
 
 from cifarzoo.atomic import atomic_path, atomic_write_text
 from cifarzoo.engines.evaluate import EvalReport
+from cifarzoo.engines.figures import new_figure, save_figure
+from cifarzoo.io.layout import (
+    REPORT_CONFUSION_NAME,
+    REPORT_JSON_NAME,
+    REPORT_MISCLASSIFIED_NAME,
+    REPORT_PREDICTIONS_NAME,
+    REPORT_RELIABILITY_NAME,
+)
 
 ANNOTATE_MAX_CLASSES = 20  # write the counts into the heatmap cells up to this many classes
 
@@ -54,28 +62,13 @@ def write_json(report: EvalReport, path: str | os.PathLike) -> Path:
 # PNGs
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | os.PathLike) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
-
-
 def plot_confusion(report: EvalReport, path: str | os.PathLike) -> Path:
     """A heatmap of the confusion matrix, each row normalised by its class's support (counts written in)."""
     matrix = np.asarray(report.confusion, dtype=np.float64)
     k = len(report.classes)
     rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     side = min(24.0, max(5.0, 0.45 * k + 2))
-    fig = _figure(side + 1, side)
+    fig = new_figure(side + 1, side)
     ax = fig.add_subplot()
     image = ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
@@ -90,7 +83,7 @@ def plot_confusion(report: EvalReport, path: str | os.PathLike) -> Path:
             if count:
                 ax.text(j, i, int(count), ha="center", va="center", fontsize=font,
                         color="white" if rows[i, j] > 0.5 else "black")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reliability(report: EvalReport, path: str | os.PathLike) -> Path:
@@ -101,7 +94,7 @@ def plot_reliability(report: EvalReport, path: str | os.PathLike) -> Path:
     accuracy = np.asarray([b["accuracy"] for b in bins])
     confidence = np.asarray([b["confidence"] for b in bins])
     counts = np.asarray([b["count"] for b in bins])
-    fig = _figure(5.5, 6.5)
+    fig = new_figure(5.5, 6.5)
     ax, hist = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     filled = counts > 0
     ax.bar(centers[filled], accuracy[filled], width=width, edgecolor="black", label="accuracy")
@@ -116,17 +109,17 @@ def plot_reliability(report: EvalReport, path: str | os.PathLike) -> Path:
     hist.bar(centers, counts, width=width, edgecolor="black")
     hist.set_xlabel("confidence")
     hist.set_ylabel("images")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_misclassified(report: EvalReport, path: str | os.PathLike, columns: int = 8) -> Path:
     """The most confident mistakes as a grid: each image titled ``true -> predicted (confidence)``."""
     examples = report.examples
     rows = max(1, -(-len(examples) // columns))
-    fig = _figure(columns * 1.6, rows * 1.8 + 0.4)
+    fig = new_figure(columns * 1.6, rows * 1.8 + 0.4)
     if not examples:
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
-        return _save(fig, path)
+        return save_figure(fig, path)
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     for ax in axes:
         ax.axis("off")
@@ -137,7 +130,7 @@ def plot_misclassified(report: EvalReport, path: str | os.PathLike, columns: int
         ax.set_title(f"{shown_id}\n{report.classes[example.label]} -> {report.classes[example.pred]} "
                      f"({example.confidence:.2f})", fontsize=6)
     fig.suptitle(f"{report.name}: {len(examples)} most confident mistakes", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -146,15 +139,15 @@ def plot_misclassified(report: EvalReport, path: str | os.PathLike, columns: int
 # file name -> writer; the plots need labels.
 _ALWAYS: Mapping[str, Callable[[EvalReport, Path], Path]] = MappingProxyType(
     {
-        "report.json": write_json,
-        "predictions.csv": lambda report, path: write_predictions_csv(report, path, details=True),
+        REPORT_JSON_NAME: write_json,
+        REPORT_PREDICTIONS_NAME: lambda report, path: write_predictions_csv(report, path, details=True),
     }
 )
 _LABELED: Mapping[str, Callable[[EvalReport, Path], Path]] = MappingProxyType(
     {
-        "confusion.png": plot_confusion,
-        "reliability.png": plot_reliability,
-        "misclassified.png": plot_misclassified,
+        REPORT_CONFUSION_NAME: plot_confusion,
+        REPORT_RELIABILITY_NAME: plot_reliability,
+        REPORT_MISCLASSIFIED_NAME: plot_misclassified,
     }
 )
 

@@ -14,12 +14,12 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from cifarzoo.config import ModelConfig
-from cifarzoo.errors import CheckpointError, ConfigError
 from cifarzoo.atomic import atomic_path, atomic_write_text
-from cifarzoo.models.factory import build_model
-
+from cifarzoo.config import ModelConfig
+from cifarzoo.errors import CheckpointError, CifarzooError, ConfigError
 from cifarzoo.io.layout import CONFIG_NAME, WEIGHTS_NAME
+from cifarzoo.io.pretrained import imagenet_state_dict
+from cifarzoo.models.factory import build_model
 
 
 def save_checkpoint(
@@ -96,10 +96,28 @@ def _abbreviate(items: list[str], limit: int = 5) -> str:
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
+def build(config: ModelConfig, *, pretrained: str | os.PathLike | bool = False) -> nn.Module:
+    """The untrained network ``config`` describes: the one builder for create_model, training and loading.
+
+    ``pretrained`` loads ImageNet backbone weights into a transfer arch (``tv_resnet50``): a ``.pth`` path, or
+    ``True`` for torchvision's cache. Trained weights of any arch come from :func:`load_checkpoint`.
+    """
+    net = build_model(config.arch, config.num_classes, config.in_chans, **config.model_args)
+    if pretrained is not False:
+        load_backbone = getattr(net, "load_backbone", None)
+        if load_backbone is None:
+            raise CifarzooError(
+                f"pretrained weights are ImageNet backbones for tv_resnet50; {config.arch} has none (trained "
+                f"{config.arch} weights load with cifarzoo.load)"
+            )
+        load_backbone(imagenet_state_dict(pretrained))
+    return net
+
+
 def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
     """Rebuild the network a checkpoint describes and load its weights strictly. Returns it in eval mode."""
     directory = Path(directory)
     config = load_config(directory)
-    net = build_model(config.arch, config.num_classes, config.in_chans, **config.model_args)
+    net = build(config)
     load_state_dict_strict(net, load_weights(directory), str(directory / WEIGHTS_NAME))
     return net.eval(), config

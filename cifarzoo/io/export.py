@@ -19,7 +19,7 @@ from torch import nn
 
 from cifarzoo.atomic import atomic_path
 from cifarzoo.config import ModelConfig
-from cifarzoo.engines.runtime import ONNX_CONFIG_KEY
+from cifarzoo.io.layout import ONNX_CONFIG_KEY
 from cifarzoo.io.layout import CONFIG_NAME
 
 log = logging.getLogger(__name__)

@@ -16,3 +16,16 @@ ONNX_FILES = {"fp32": ONNX_NAME, "fp16": "model.fp16.onnx", "int8": "model.int8.
 METRICS_NAME = "metrics.jsonl"
 CURVES_NAME = "curves.png"
 RECIPE_NAME = "recipe.json"  # a training run's full recipe
+# The ONNX metadata key that carries the model config, so a lone .onnx file still describes itself.
+ONNX_CONFIG_KEY = "cifarzoo.config"
+# Suffixes of single exported files that load on their own (their config is embedded).
+EXPORT_SUFFIXES = (".onnx", ".pt")
+STATE_NAME = "state.pt"  # a training run's resumable state (optimiser, schedule, EMA, RNG)
+CARD_NAME = "README.md"  # a Hub repo's model card
+
+# An eval report folder (`cifarzoo eval --report DIR`).
+REPORT_JSON_NAME = "report.json"
+REPORT_PREDICTIONS_NAME = "predictions.csv"
+REPORT_CONFUSION_NAME = "confusion.png"
+REPORT_RELIABILITY_NAME = "reliability.png"
+REPORT_MISCLASSIFIED_NAME = "misclassified.png"

@@ -1,39 +1,81 @@
-"""From what the user typed (a zoo name, an ``hf://`` id or a folder) to a checkpoint folder on disk. Torch-free."""
+"""One resolver for every way a user names a model: a zoo name, a folder, one exported file or an ``hf://`` id.
+Torch-free.
+
+:func:`resolve` turns what the user typed into a :class:`ModelSource`: where the files are and what kind of
+reference it was. ``cifarzoo.load``, export, publish, explain and distillation teachers all go through it.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from cifarzoo.errors import NoWeightsError, UnknownModelError
 from cifarzoo.io.hub import HubModel, download, download_entry, is_hub_id
 from cifarzoo.io.integrity import verify_sha256
+from cifarzoo.io.layout import EXPORT_SUFFIXES
 from cifarzoo.models.specs import ARCHS
 from cifarzoo.registry import ZooEntry, get_entry
 
+SourceKind = Literal["folder", "file", "zoo", "hub"]
 
-def resolve_model_dir(model: str | os.PathLike, backend: str = "torch") -> Path:
-    """A checkpoint folder: ``model`` itself if it is a folder, else the released weights of a zoo name, else
-    the snapshot of an ``hf://USER/REPO[@rev]`` id in the Hugging Face cache.
 
-    ``backend`` (``torch``, ``onnx``, ``torchscript`` or ``auto``) decides which files a Hub download fetches;
-    local folders are returned as they are.
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model reference.
+
+    Attributes:
+        kind: ``folder`` (a local checkpoint folder), ``file`` (one exported ``.onnx``/``.pt`` file), ``zoo`` (a
+            zoo entry's pinned, sha256-checked weights) or ``hub`` (an ``hf://`` snapshot in the HF cache).
+        path: the folder, or the file for ``kind == "file"``.
+        ref: what the user typed.
     """
-    directory = Path(model)
-    if directory.is_dir():
-        return directory
-    name = os.fspath(model)
+
+    kind: SourceKind
+    path: Path
+    ref: str
+
+    @property
+    def directory(self) -> Path:
+        """The folder holding the model's files (a lone file's parent)."""
+        return self.path.parent if self.kind == "file" else self.path
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.path}" if self.kind != "zoo" else f"zoo:{self.ref} ({self.path})"
+
+
+def resolve(ref: str | os.PathLike, *, backend: str = "torch") -> ModelSource:
+    """Where the model named by ``ref`` lives.
+
+    ``ref`` is a checkpoint folder, one exported file (``model.onnx``, ``model.int8.onnx``,
+    ``model.torchscript.pt``), an ``hf://USER/REPO[@rev]`` id (downloaded into the Hugging Face cache) or a zoo
+    name (its released weights, checked against the registry's sha256 pins). ``backend`` (``torch``, ``onnx``,
+    ``torchscript`` or ``auto``) decides which files a Hub download fetches; local paths are used as they are.
+    """
+    path = Path(ref)
+    name = os.fspath(ref)
+    if path.is_dir():
+        return ModelSource("folder", path, name)
+    if path.is_file() and path.suffix in EXPORT_SUFFIXES:
+        return ModelSource("file", path, name)
     if is_hub_id(name):
-        return download(HubModel.parse(name), backend)
+        return ModelSource("hub", download(HubModel.parse(name), backend), name)
     if name in ARCHS:
         raise UnknownModelError(
             f"{name!r} is an architecture, not a trained model: pick a zoo name (`cifarzoo list`) or use "
             f"cifarzoo.create_model({name!r}) for an untrained one"
         )
-    if os.sep in name or name.startswith("."):
-        raise UnknownModelError(f"{name}: no such checkpoint directory")
-    return resolve_weights(get_entry(name), backend)
+    if os.sep in name or name.startswith(".") or path.suffix in EXPORT_SUFFIXES:
+        raise UnknownModelError(f"{name}: no such checkpoint directory or exported file")
+    return ModelSource("zoo", resolve_weights(get_entry(name), backend), name)
+
+
+def resolve_model_dir(ref: str | os.PathLike, *, backend: str = "torch") -> Path:
+    """The folder holding the model named by ``ref`` (see :func:`resolve`)."""
+    return resolve(ref, backend=backend).directory
 
 
 def resolve_weights(entry: ZooEntry, backend: str = "torch") -> Path:

@@ -7,6 +7,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from cifarzoo.errors import ConfigError
 from cifarzoo.models.resnet import CifarResNet
 from cifarzoo.models.specs import ArchSpec, get_arch_spec
 from cifarzoo.models.transfer import TorchvisionResNetTransfer
@@ -28,8 +29,6 @@ def build_model(arch: str, num_classes: int = 10, in_chans: int = 3, **model_arg
     try:
         return _BUILDERS[spec.family](spec, num_classes=num_classes, in_chans=in_chans, **model_args)
     except TypeError as exc:  # an unknown model_args key
-        from cifarzoo.errors import ConfigError
-
         raise ConfigError(f"bad model_args for {arch}: {exc}") from None
 
 
@@ -55,7 +54,3 @@ def count_flops(model: nn.Module, input_size: int, in_chans: int) -> int:
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
-
-
-def trainable_parameter_names(model: nn.Module) -> list[str]:
-    return [name for name, p in model.named_parameters() if p.requires_grad]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cifarzoo.config import PreprocessConfig
+from cifarzoo.data.torch_preprocess import normalize
 
 
 def pad_reflect(images: torch.Tensor, padding: int) -> torch.Tensor:
@@ -62,14 +63,6 @@ def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch
     half = size // 2
     inside = (ys >= cy - half) & (ys < cy - half + size) & (xs >= cx - half) & (xs < cx - half + size)
     return images.masked_fill(inside[:, None], 0.0)
-
-
-def normalize(images: torch.Tensor, cfg: PreprocessConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 -> float, ``(x/255 - mean)/std`` with the config's own constants (see ``PreprocessConfig.affine``)."""
-    scale, shift = cfg.affine()
-    scale_t = torch.tensor(scale, dtype=torch.float32, device=images.device)[None, :, None, None]
-    shift_t = torch.tensor(shift, dtype=torch.float32, device=images.device)[None, :, None, None]
-    return (images.float() * scale_t + shift_t).to(dtype)
 
 
 class BatchAugment:

@@ -15,6 +15,9 @@ from torch import nn
 
 from cifarzoo.config import ModelConfig, PreprocessConfig
 from cifarzoo.errors import CifarzooError
+from cifarzoo.io.checkpoint import load_checkpoint
+from cifarzoo.io.resolve import resolve_model_dir
+from cifarzoo.runtime.torch_runner import TorchRunner
 
 
 def distillation_loss(
@@ -43,7 +46,7 @@ def distillation_loss(
 
 @dataclass
 class Teacher:
-    """A frozen network in eval mode, and the affine map from the student's normalised input to its own.
+    """A frozen network on the torch runner, and the affine map from the student's normalised input to its own.
 
     Students and teachers may normalise differently (a CIFAR ResNet vs an ImageNet-statistics transfer
     model); both normalisations are affine in the uint8 pixels, so one multiply-add per channel converts.
@@ -51,6 +54,7 @@ class Teacher:
 
     net: nn.Module
     config: ModelConfig
+    runner: TorchRunner
     scale: torch.Tensor  # (1, C, 1, 1)
     shift: torch.Tensor  # (1, C, 1, 1)
 
@@ -59,12 +63,10 @@ class Teacher:
         ``distill.teacher`` still names the same network."""
         return float(sum(t.double().sum() for t in self.net.state_dict().values() if t.is_floating_point()))
 
-    @torch.no_grad()
-    def logits(self, student_input: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
-        x = student_input * self.scale + self.shift
-        device_type = student_input.device.type
-        with torch.autocast(device_type, amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            return self.net(x).float()
+    def logits(self, student_input: torch.Tensor) -> torch.Tensor:
+        """The teacher's float32 logits for a batch of the student's normalised input."""
+        # A clone leaves inference mode: the loss may save these logits for the student's backward pass.
+        return self.runner.tensor_logits(student_input * self.scale + self.shift).clone()
 
 
 def input_adapter(student: PreprocessConfig, teacher: PreprocessConfig) -> tuple[list[float], list[float]]:
@@ -91,17 +93,20 @@ def check_compatible(student: ModelConfig, teacher: ModelConfig, source: str) ->
         )
 
 
-def load_teacher(source: str, student: ModelConfig, device: torch.device, memory_format: torch.memory_format) -> Teacher:
+def load_teacher(
+    source: str, student: ModelConfig, device: torch.device, *, channels_last: bool = True,
+    amp_dtype: torch.dtype | None = None,
+) -> Teacher:
     """The teacher named by ``source``: a run directory, a checkpoint folder, a zoo name or an ``hf://`` id."""
-    from cifarzoo.io.checkpoint import load_checkpoint
-    from cifarzoo.io.resolve import resolve_model_dir
-
-    directory = resolve_model_dir(source)
-    net, config = load_checkpoint(directory)
+    net, config = load_checkpoint(resolve_model_dir(source))
     check_compatible(student, config, f"distill.teacher={source}")
     for p in net.parameters():
         p.requires_grad_(False)
-    net = net.to(device, memory_format=memory_format).eval()
+    net = net.to(device).eval()
+    runner = TorchRunner(net, dtype=amp_dtype, channels_last=channels_last, owns_module=True)
     scale, shift = input_adapter(student.preprocess, config.preprocess)
-    as_tensor = lambda v: torch.tensor(v, dtype=torch.float32, device=device)[None, :, None, None]  # noqa: E731
-    return Teacher(net, config, as_tensor(scale), as_tensor(shift))
+
+    def as_tensor(values: list[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device)[None, :, None, None]
+
+    return Teacher(net, config, runner, as_tensor(scale), as_tensor(shift))

@@ -27,11 +27,12 @@ from cifarzoo.atomic import atomic_write_text
 from cifarzoo.config import ModelConfig, PreprocessConfig
 from cifarzoo.data.datasets import ArrayDataset, load_dataset, load_image_folder, train_val_split
 from cifarzoo.data.specs import IMAGENET_MEAN, IMAGENET_STD, get_dataset_spec
-from cifarzoo.engines.evaluate import EvalReport, compute_report, torch_logits
+from cifarzoo.engines.evaluate import EvalReport, compute_report
 from cifarzoo.errors import CifarzooError
-from cifarzoo.io.checkpoint import save_checkpoint
-from cifarzoo.models.factory import build_model
+from cifarzoo.io.checkpoint import build, load_weights, save_checkpoint
 from cifarzoo.models.specs import ARCHS
+from cifarzoo.registry import model_config
+from cifarzoo.runtime.torch_runner import TorchRunner
 from cifarzoo.training import run_files
 from cifarzoo.training.augment import BatchAugment
 from cifarzoo.training.distill import distillation_loss, load_teacher
@@ -68,7 +69,6 @@ def _to_device(ds: ArrayDataset, device: torch.device) -> tuple[torch.Tensor, to
 def prepare_data(recipe: Recipe, device: torch.device, data_dir: str | None = None, download: bool = False) -> TrainData:
     """Load the recipe's dataset, split off the seeded validation set, and put everything on ``device``."""
     cfg = recipe.data
-    uses_imagenet_stats = ARCHS[recipe.model.arch].family == "torchvision_resnet"
     if cfg.dataset == "folder":
         probe = PreprocessConfig(input_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
         full = load_image_folder(cfg.train_dir, probe)
@@ -83,8 +83,6 @@ def prepare_data(recipe: Recipe, device: torch.device, data_dir: str | None = No
         test = load_dataset(spec.name, "test", data_dir=data_dir, download=download)
         preprocess = spec.preprocess_config()
         tag = spec.tag
-    if uses_imagenet_stats:
-        preprocess = dataclasses.replace(preprocess, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     if cfg.val_size >= len(full):
         raise CifarzooError(f"data.val_size={cfg.val_size} leaves no training data in {full.name} ({len(full)} images)")
     train, val = train_val_split(full, cfg.val_size, seed=recipe.train.seed) if cfg.val_size else (full, full.subset([]))
@@ -100,20 +98,19 @@ def prepare_data(recipe: Recipe, device: torch.device, data_dir: str | None = No
 
 
 def model_config_for(recipe: Recipe, data: TrainData) -> ModelConfig:
-    spec = ARCHS[recipe.model.arch]
+    """The config the run's checkpoints carry: the recipe's arch and builder options on the data's classes."""
     model_args: dict[str, Any] = {"drop_rate": recipe.model.drop_rate}
-    if spec.family == "cifar_resnet":
+    if ARCHS[recipe.model.arch].family == "cifar_resnet":
         model_args["se"] = recipe.model.se
     else:
         model_args["freeze"] = recipe.model.freeze
-    return ModelConfig(
-        arch=recipe.model.arch,
-        num_classes=len(data.classes),
+    return model_config(
+        recipe.model.arch,
         classes=data.classes,
         preprocess=data.preprocess,
+        dataset=data.dataset_tag,
         model_args=model_args,
         name=recipe.name,
-        dataset=data.dataset_tag,
         recipe=recipe.to_dict(),
     )
 
@@ -154,15 +151,11 @@ class Trainer:
             raise CifarzooError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
         torch.manual_seed(tcfg.seed)  # model init: the same on every rank (DDP also broadcasts rank 0's)
 
+        # The config's preprocessing (an ImageNet-pretrained arch normalises with ImageNet statistics) is what
+        # training, validation and every later prediction use.
         self.config = model_config_for(recipe, data)
-        self.net = build_model(self.config.arch, self.config.num_classes, self.config.in_chans, **self.config.model_args)
-        if recipe.model.pretrained:
-            from cifarzoo.io.pretrained import imagenet_state_dict
-
-            source = True if recipe.model.pretrained == "torchvision" else recipe.model.pretrained
-            if not hasattr(self.net, "load_backbone"):
-                raise CifarzooError(f"model.pretrained is for tv_resnet50, not {self.config.arch}")
-            self.net.load_backbone(imagenet_state_dict(source))
+        pretrained = recipe.model.pretrained
+        self.net = build(self.config, pretrained=True if pretrained == "torchvision" else (pretrained or False))
         memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
         self.net.to(self.device, memory_format=memory_format)
         self.memory_format = memory_format
@@ -180,11 +173,12 @@ class Trainer:
                                    tcfg.epochs * self.steps_per_epoch, self.steps_per_epoch)
         self.ema = build_ema(self.net, tcfg.ema_decay)
         self.scaler = torch.amp.GradScaler("cuda") if tcfg.precision == "fp16" else None
-        self.augment = BatchAugment(data.train_images, data.preprocess, recipe.data.crop_padding, recipe.data.flip,
+        self.augment = BatchAugment(data.train_images, self.config.preprocess, recipe.data.crop_padding, recipe.data.flip,
                                     recipe.data.cutout, recipe.data.auto_augment, recipe.data.augment_group)
         self.teacher = None
         if recipe.distill.teacher:
-            self.teacher = load_teacher(recipe.distill.teacher, self.config, self.device, memory_format)
+            self.teacher = load_teacher(recipe.distill.teacher, self.config, self.device,
+                                        channels_last=tcfg.channels_last, amp_dtype=self.amp_dtype)
         self.model: nn.Module = self.net
         if ctx.distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -253,7 +247,7 @@ class Trainer:
             lr = self.schedule.step(step0 + i)
             x = self.augment(indices, data_gen).contiguous(memory_format=self.memory_format)
             y = self.data.train_labels[indices]
-            teacher_logits = self.teacher.logits(x, self.amp_dtype) if self.teacher is not None else None
+            teacher_logits = self.teacher.logits(x) if self.teacher is not None else None
             logits, loss, kd = self._forward_backward(x, y, teacher_logits)
             if self.recipe.optim.sam_rho > 0:
                 offsets = sam_perturb(params, self.recipe.optim.sam_rho)
@@ -359,8 +353,8 @@ class Trainer:
         """Evaluate the EMA (or live) weights on a split, sharded across ranks and gathered on every rank."""
         ctx, tcfg = self.ctx, self.recipe.train
         mine = torch.arange(ctx.rank, len(labels), ctx.world_size, device=self.device)
-        logits = torch_logits(self.eval_net, images[mine], self.data.preprocess, tcfg.eval_batch_size, tta,
-                              self.amp_dtype)
+        runner = TorchRunner(self.eval_net, dtype=self.amp_dtype, channels_last=tcfg.channels_last)
+        logits = runner.uint8_logits(images[mine], self.config.preprocess, batch_size=tcfg.eval_batch_size, tta=tta)
         if ctx.distributed:
             gathered = [None] * ctx.world_size
             torch.distributed.all_gather_object(gathered, (mine.cpu(), logits.cpu()))
@@ -393,8 +387,6 @@ class Trainer:
 
     def finish(self) -> TrainResult:
         """Evaluate the best-on-val weights once on the test split and record the final metrics."""
-        from cifarzoo.io.checkpoint import load_weights
-
         ctx = self.ctx
         best_weights = load_weights(self.run_dir) if ctx.is_main else None
         best_weights = ctx.broadcast_object(best_weights)
@@ -425,6 +417,7 @@ def _progress(total: int, desc: str, enabled: bool):
 def train(
     recipe: Recipe,
     run_dir: str | Path,
+    *,
     data_dir: str | None = None,
     device: str = "auto",
     resume: bool = False,

@@ -11,13 +11,17 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import json
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Mapping
 
 from cifarzoo.errors import ConfigError
+from cifarzoo.io.layout import RECIPE_NAME
+from cifarzoo.releases import RecipeRef
+from cifarzoo.typed import build_dataclass
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,7 +133,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        recipe = _build(cls, data, "recipe")
+        recipe = build_dataclass(cls, data, "recipe", prefix_fields=False)
         recipe.validate()
         return recipe
 
@@ -189,7 +193,7 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in recipe_dir().glob("*.toml") if not p.name.startswith("_"))
 
 
-def load_recipe(name_or_path: str | Path, variant: str | None = None, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(name_or_path: str | Path, *, variant: str | None = None, overrides: list[str] | None = None) -> Recipe:
     """A recipe by zoo name (``resnet26-fm``) or TOML path, with an optional variant and ``--set`` overrides."""
     path = Path(name_or_path)
     if not path.suffix == ".toml":
@@ -213,6 +217,38 @@ def load_recipe(name_or_path: str | Path, variant: str | None = None, overrides:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return recipe.with_overrides(overrides or [])
+
+
+def recipe_for_run(
+    recipe: str | Path,
+    *,
+    variant: str | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+) -> tuple[Recipe, Path]:
+    """The recipe and run directory for ``cifarzoo train``.
+
+    A resumed run replays its own ``recipe.json`` (plus ``overrides``), so a later edit of the zoo's recipe
+    file cannot change a run midway; an explicit ``.toml`` path is read as given. Without ``out`` the run goes
+    to ``runs/NAME[-VARIANT]``.
+    """
+    run_dir = Path(out) if out is not None else None
+    saved = run_dir / RECIPE_NAME if run_dir is not None else None
+    if resume and saved is not None and saved.is_file() and Path(recipe).suffix != ".toml":
+        try:
+            data = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{saved}: not a readable recipe ({exc})") from None
+        try:
+            loaded = Recipe.from_dict(data).with_overrides(overrides or [])
+        except ConfigError as exc:
+            raise ConfigError(f"{saved}: {exc}") from None
+    else:
+        loaded = load_recipe(recipe, variant=variant, overrides=overrides)
+    if run_dir is None:
+        run_dir = Path("runs") / (loaded.name + (f"-{variant}" if variant else ""))
+    return loaded, run_dir
 
 
 def _read_toml_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -273,47 +309,14 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """Recursively build dataclass ``cls`` from a dict, checking key names and value types."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a table, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {unknown}; allowed: {sorted(names)}")
-    values = {name: _coerce(hints[name], value, f"{where}.{name}" if where != "recipe" else name)
-              for name, value in data.items()}
-    return cls(**values)
+def recipe_differences(recipe: RecipeRef, recorded: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Where the recipe a run recorded (``config.json``'s ``recipe``) and the one ``recipe`` rebuilds differ:
+    ``{"optim.lr": (recorded, rebuilt)}``, empty when the release's claim is true.
 
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    origin = get_origin(hint)
-    if origin is Literal:
-        if value not in get_args(hint):
-            raise ConfigError(f"{where} must be one of {list(get_args(hint))}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        item = get_args(hint)[0]
-        return tuple(_coerce(item, v, where) for v in value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    return value
+    Only keys both have are compared: a run made before a recipe section existed (``distill``) lacks it, and
+    that section's defaults are what the run did.
+    """
+    rebuilt_recipe = load_recipe(recipe.name, variant=recipe.variant, overrides=list(recipe.overrides))
+    rebuilt = _flatten(json.loads(json.dumps(rebuilt_recipe.to_dict())))  # tuples as config.json has them: lists
+    ran = _flatten(recorded)
+    return {key: (ran[key], rebuilt[key]) for key in sorted(ran.keys() & rebuilt.keys()) if ran[key] != rebuilt[key]}

@@ -10,13 +10,12 @@ from typing import Any
 import torch
 
 from cifarzoo.atomic import atomic_path
-from cifarzoo.io.layout import CURVES_NAME, METRICS_NAME, RECIPE_NAME
+from cifarzoo.io.layout import CURVES_NAME, METRICS_NAME, RECIPE_NAME, STATE_NAME
 from cifarzoo.io.run_metrics import read_metrics
 
 __all__ = ["STATE_NAME", "RECIPE_NAME", "save_state", "load_state", "append_metrics", "read_metrics",
            "truncate_metrics", "plot_curves"]
 
-STATE_NAME = "state.pt"
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:

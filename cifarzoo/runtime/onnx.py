@@ -1,6 +1,7 @@
-"""Inference backends besides the torch module: ONNX (onnxruntime, torch-free) and TorchScript.
+"""The ONNX backend: onnxruntime, numpy and PIL only, never torch, so ``cifarzoo predict`` starts fast.
 
-Each is a :class:`~cifarzoo.engines.predict.Predictor`: ``.predict``, ``.classes``, ``.config``, ``.logits``.
+:class:`OnnxModel` is a :class:`~cifarzoo.runtime.predictor.Predictor`: ``.predict``, ``.classes``,
+``.config``, ``.logits``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,9 @@ from typing import Any
 import numpy as np
 
 from cifarzoo.config import ModelConfig
-from cifarzoo.engines.predict import Predictor
 from cifarzoo.errors import CheckpointError, CifarzooError
-
-from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, TORCHSCRIPT_NAME
-
-# The ONNX metadata key that carries the model config, so a lone .onnx file still describes itself.
-ONNX_CONFIG_KEY = "cifarzoo.config"
+from cifarzoo.io.layout import CONFIG_NAME, ONNX_CONFIG_KEY, ONNX_NAME
+from cifarzoo.runtime.predictor import Predictor
 
 
 def cuda_usable() -> bool:
@@ -108,50 +105,3 @@ class OnnxModel(Predictor):
         binding.bind_output(self.output_name, "cuda")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
-
-
-class TorchScriptModel(Predictor):
-    """A traced TorchScript module (``model.torchscript.pt``), with its config stored inside the file."""
-
-    def __init__(self, module: Any, config: ModelConfig, device: str = "cpu"):
-        from cifarzoo.engines.predict import TorchRunner
-
-        self.module = module
-        self.config = config
-        self.runner = TorchRunner(module, device=torch_device(device))
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str = "cpu") -> TorchScriptModel:
-        import torch
-
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path}: file not found")
-        extra = {CONFIG_NAME: ""}
-        try:
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        except Exception as exc:  # torch raises RuntimeError and others for a bad archive
-            raise CheckpointError(f"{path}: cannot load TorchScript ({type(exc).__name__}: {exc})") from None
-        if not extra[CONFIG_NAME]:
-            raise CheckpointError(f"{path}: no {CONFIG_NAME} inside; export it with `cifarzoo export`")
-        return cls(module, ModelConfig.from_dict(json.loads(extra[CONFIG_NAME])), device)
-
-    @classmethod
-    def from_dir(cls, directory: Path, device: str = "cpu") -> TorchScriptModel:
-        if not (directory / TORCHSCRIPT_NAME).is_file():
-            raise CheckpointError(
-                f"{directory}: no {TORCHSCRIPT_NAME}; create it with `cifarzoo export {directory} --format torchscript`"
-            )
-        return cls.from_file(directory / TORCHSCRIPT_NAME, device)
-
-    def logits(self, batch: np.ndarray) -> np.ndarray:
-        return self.runner(batch)
-
-
-def torch_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

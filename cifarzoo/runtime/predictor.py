@@ -1,7 +1,7 @@
-"""Prediction: images in, top-k labels out, in whole batches.
+"""What every backend shares: images in, top-k labels out, in whole batches. Torch-free.
 
 The decode/normalise half is numpy + PIL (``cifarzoo.data.preprocess``), and the network is any callable that
-maps a float32 NCHW array to logits, so one loop serves every backend. :class:`TorchRunner` is the torch one.
+maps a float32 NCHW array to logits, so one loop serves every backend (torch, ONNX, TorchScript).
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from cifarzoo.config import ModelConfig, PreprocessConfig
 from cifarzoo.data.preprocess import ImageInput, normalize, path_of, try_load_uint8
+from cifarzoo.data.tta import LogitsFn
 from cifarzoo.errors import ImageReadError
 
-# float32 (N, C, H, W) -> float32 (N, num_classes)
-LogitsFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -159,33 +158,4 @@ class Predictor:
         return predict_images(self.logits, self.config, images, topk, batch_size, strict=True).predictions
 
 
-class TorchRunner:
-    """Runs a torch module on float32 NCHW numpy batches: eval mode, no autograd, channels_last.
-
-    The runner takes the module over: it moves it to ``device``, to eval mode and (by default) to
-    channels_last, the faster layout for convolutions on CPU (oneDNN) and on tensor-core GPUs.
-
-    ``dtype=torch.bfloat16`` runs under autocast (about 4x the fp32 matrix throughput on CPUs with AVX-512
-    bf16, and the fast path on CUDA); logits come back as float32 either way.
-    """
-
-    def __init__(self, module: Any, device: str = "cpu", dtype: Any = None, channels_last: bool = True):
-        import torch
-
-        self.torch = torch
-        self.device = torch.device(device)
-        self.dtype = dtype
-        self.module = module.to(self.device).eval()
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.module.to(memory_format=self.memory_format)
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        x = x.contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(), torch.autocast(self.device.type, self.dtype or torch.float32, enabled=self.dtype is not None):
-            logits = self.module(x)
-        return logits.float().cpu().numpy()
-
-
-__all__ = ["Prediction", "PredictResult", "Predictor", "TorchRunner", "predict_images", "predictions_from_logits"]
+__all__ = ["Prediction", "PredictResult", "Predictor", "decode_stream", "predict_images", "predictions_from_logits"]

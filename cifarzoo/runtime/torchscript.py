@@ -1,0 +1,51 @@
+"""The TorchScript backend: a traced module (``model.torchscript.pt``) with its config stored inside the file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cifarzoo.config import ModelConfig
+from cifarzoo.errors import CheckpointError
+from cifarzoo.io.layout import CONFIG_NAME, TORCHSCRIPT_NAME
+from cifarzoo.runtime.predictor import Predictor
+from cifarzoo.runtime.torch_runner import TorchRunner, torch_device
+
+
+class TorchScriptModel(Predictor):
+    """A traced TorchScript module (``model.torchscript.pt``), with its config stored inside the file."""
+
+    def __init__(self, module: Any, config: ModelConfig, device: str = "cpu"):
+        self.module = module
+        self.config = config
+        self.runner = TorchRunner(module, device=torch_device(device), owns_module=True)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str = "cpu") -> TorchScriptModel:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: file not found")
+        extra = {CONFIG_NAME: ""}
+        try:
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except Exception as exc:  # torch raises RuntimeError and others for a bad archive
+            raise CheckpointError(f"{path}: cannot load TorchScript ({type(exc).__name__}: {exc})") from None
+        if not extra[CONFIG_NAME]:
+            raise CheckpointError(f"{path}: no {CONFIG_NAME} inside; export it with `cifarzoo export`")
+        return cls(module, ModelConfig.from_dict(json.loads(extra[CONFIG_NAME])), device)
+
+    @classmethod
+    def from_dir(cls, directory: Path, device: str = "cpu") -> TorchScriptModel:
+        if not (directory / TORCHSCRIPT_NAME).is_file():
+            raise CheckpointError(
+                f"{directory}: no {TORCHSCRIPT_NAME}; create it with `cifarzoo export {directory} --format torchscript`"
+            )
+        return cls.from_file(directory / TORCHSCRIPT_NAME, device)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.runner(batch)
