@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FM_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test install data clean
+.PHONY: run test check install data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ run: $(STAMP)
 	$(BIN)/cifarzoo info resnet26-fm
 	$(BIN)/cifarzoo predict examples/ --topk 3
 
-test: $(STAMP) data
+# The checkers: the layer contracts (import-linter), lint (ruff) and types (mypy), all configured in pyproject.toml.
+check: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: check data
 	$(BIN)/python -m pytest
 
 clean:

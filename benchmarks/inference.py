@@ -28,12 +28,12 @@ from _common import machine, matmul_peak_gflops, print_table  # noqa: E402
 
 import cifarzoo  # noqa: E402
 from cifarzoo.engines.export import export  # noqa: E402
-from cifarzoo.runtime.onnx import OnnxModel  # noqa: E402
-from cifarzoo.runtime.torch_runner import TorchRunner  # noqa: E402
-from cifarzoo.runtime.torchscript import TorchScriptModel  # noqa: E402
 from cifarzoo.io.export import parity_inputs  # noqa: E402
 from cifarzoo.io.resolve import resolve_model_dir  # noqa: E402
 from cifarzoo.models.factory import count_flops  # noqa: E402
+from cifarzoo.runtime.onnx import OnnxModel  # noqa: E402
+from cifarzoo.runtime.torch_runner import TorchRunner  # noqa: E402
+from cifarzoo.runtime.torchscript import TorchScriptModel  # noqa: E402
 
 
 def timed(fn, x: np.ndarray, repeats: int) -> float:
@@ -56,7 +56,9 @@ def backends(folder: Path, calib_dir: Path) -> dict:
     return {
         "torch eager fp32 NCHW": ("fp32", TorchRunner(eager.net, channels_last=False, owns_module=True)),
         "torch fp32 channels_last": ("fp32", TorchRunner(model.net, owns_module=True)),
-        "torch bf16 channels_last": ("bf16", TorchRunner(cifarzoo.load(folder, device="cpu").net, dtype=torch.bfloat16, owns_module=True)),
+        "torch bf16 channels_last": (
+            "bf16", TorchRunner(cifarzoo.load(folder, device="cpu").net, dtype=torch.bfloat16, owns_module=True)
+        ),
         "torchscript fp32": ("fp32", TorchScriptModel.from_dir(folder, device="cpu").logits),
         "onnx fp32": ("fp32", OnnxModel.from_dir(folder, device="cpu").logits),
         "onnx int8": ("int8", OnnxModel.from_file(folder / "model.int8.onnx", device="cpu").logits),

@@ -129,7 +129,9 @@ def main() -> None:
                      f"{ref * flops / 1e9:.0f} ({ref * flops / 1e9 / peak_fp32:.0%} of fp32 peak)"])
         if spec is FASHION_MNIST:
             fm_ours, fm_ref = ours, ref
-    print_table(["model / data", "ours img/s", "reference img/s", "speed-up", "ours GFLOP/s", "reference GFLOP/s"], rows)
+    print_table(
+        ["model / data", "ours img/s", "reference img/s", "speed-up", "ours GFLOP/s", "reference GFLOP/s"], rows
+    )
 
     if args.run:
         epoch, seconds = time_to(args.run, 93.0)

@@ -7,7 +7,6 @@ on onnxruntime, numpy and PIL alone; the torch backends are imported when asked 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from cifarzoo.data.datasets import load_dataset, train_val_split
 from cifarzoo.data.specs import VAL_SIZE, get_dataset_spec
@@ -22,7 +21,6 @@ from cifarzoo.runtime.onnx import OnnxModel
 from cifarzoo.runtime.predictor import Predictor
 
 
-
 def load(model: str | os.PathLike, *, device: str = "auto", backend: Backend = "torch") -> Predictor:
     """A trained model, ready for inference.
 
@@ -33,8 +31,8 @@ def load(model: str | os.PathLike, *, device: str = "auto", backend: Backend = "
     Face cache, only the files the backend reads; zoo entries are pinned to a commit and sha256-checked.
 
     Backends:
-        ``torch`` (default): a :class:`~cifarzoo.model.ZooModel`, an ``nn.Module`` in eval mode that can also be fine-tuned.
-        Loading is strict.
+        ``torch`` (default): a :class:`~cifarzoo.model.ZooModel`, an ``nn.Module`` in eval mode that can also be
+        fine-tuned. Loading is strict.
         ``onnx``: an onnxruntime session; never imports torch.
         ``torchscript``: the traced module.
         ``auto``: onnx when the folder has ``model.onnx``, torch otherwise.
@@ -114,8 +112,8 @@ def evaluate(
     else:
         testset = open_testset(model.classes, ignore_unknown, custom_dir=custom_dir, labels=labels, array=array)
     return evaluate_testset(
-        model.logits, model.config.preprocess, testset, batch_size, tta, strict=strict, progress=progress,
-        workers=workers,
+        model.logits, model.config.preprocess, testset, batch_size=batch_size, tta=tta, strict=strict,
+        progress=progress, workers=workers,
     )
 
 

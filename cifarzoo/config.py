@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from cifarzoo._version import __version__
 from cifarzoo.errors import ConfigError
-from cifarzoo.typed import build_dataclass
+from cifarzoo.models.specs import ARCHS
+from cifarzoo.typed import build_dataclass, read_document
 
 ColorMode = Literal["RGB", "L"]
 ResizePolicy = Literal["center-crop", "stretch", "letterbox"]
@@ -142,8 +143,6 @@ class ModelConfig:
     cifarzoo_version: str = __version__
 
     def __post_init__(self) -> None:
-        from cifarzoo.models.specs import ARCHS
-
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
         if not self.architecture:
@@ -205,12 +204,7 @@ class ModelConfig:
     def load(cls, path: str | Path) -> ModelConfig:
         """Read and validate a ``config.json``; errors name the file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not a readable JSON file ({exc})") from None
+        data = read_document(path, json.loads, kind="JSON")
         try:
             return cls.from_dict(data)
         except ConfigError as exc:

@@ -7,6 +7,8 @@ download, an unknown name). The CLI prints ``error: <message>`` and exits non-ze
 
 from __future__ import annotations
 
+import os
+
 
 class CifarzooError(Exception):
     """A user-facing error: the message alone must say what went wrong and, where it can, what to do."""
@@ -42,8 +44,6 @@ class ImageReadError(CifarzooError):
 
 def display_path(path: object) -> str:
     """A path as printable text: file names that are not valid UTF-8 show their bytes as escapes."""
-    import os
-
     if isinstance(path, (str, bytes, os.PathLike)):
         return os.fsencode(path).decode("utf-8", "backslashreplace")
     return str(path)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -70,8 +71,6 @@ class ZooModel(Predictor, nn.Module):
     def push_to_hub(self, repo_id: str, **options: Any) -> Published:
         """Publish this model to the Hub as ``repo_id``: :func:`cifarzoo.engines.publish.publish` on a folder
         saved from it (weights, ONNX/TorchScript exports checked for parity, and the model card)."""
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="cifarzoo-push-") as tmp:
             return publish(self.save_pretrained(Path(tmp) / "model"), repo_id, **options)
 

@@ -9,6 +9,7 @@ entries carry a :class:`~cifarzoo.releases.Release`, read from the generated ``c
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -183,8 +184,6 @@ def get_entry(name: str) -> ZooEntry:
     try:
         return ZOO[name]
     except KeyError:
-        import difflib
-
         close = difflib.get_close_matches(name, list(ZOO), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `cifarzoo list`"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
@@ -204,8 +203,8 @@ def model_config(
     """The one factory for model configs: a zoo entry's, or an arch's with any classes and preprocessing.
 
     ``name_or_arch`` is a zoo entry or its name (its classes, preprocessing, metrics and recipe) or an arch
-    (CIFAR-10 classes and preprocessing). ``classes`` or a different ``num_classes`` (labels ``class_0 ...``) make a new head;
-    the entry's name and metrics then no longer apply and are dropped. ``model_args`` are merged over the
+    (CIFAR-10 classes and preprocessing). ``classes`` or a different ``num_classes`` (labels ``class_0 ...``) make a
+    new head; the entry's name and metrics then no longer apply and are dropped. ``model_args`` are merged over the
     entry's. An ImageNet-pretrained arch (``tv_resnet50``) always normalises with ImageNet statistics.
     """
     if isinstance(name_or_arch, ZooEntry) or name_or_arch in ZOO:

@@ -9,7 +9,8 @@ nested dataclasses). Range checks that need several fields stay in each dataclas
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from pathlib import Path
+from typing import Any, Callable, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from cifarzoo.errors import ConfigError
 
@@ -72,3 +73,18 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
     return value  # unions and mappings: checked by the dataclass's own validation
+
+
+def read_document(path: Path, parse: Callable[[str], Any], *, kind: str) -> Any:
+    """Read and parse a UTF-8 text file (``json.loads``, ``tomllib.loads``); every failure is a one-line
+    :class:`ConfigError` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable {kind} file ({exc})") from None
+    try:
+        return parse(text)
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ConfigError(f"{path}: not a readable {kind} file ({exc})") from None

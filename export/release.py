@@ -44,14 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     from cifarzoo.io.hub import upload_folder
     from cifarzoo.io.integrity import file_sha256
     from cifarzoo.registry import RELEASES, list_models
-    from cifarzoo.training.recipe import recipe_differences
     from cifarzoo.releases import (
         DEFAULT_LICENSE,
         RecipeRef,
         Release,
         WeightsSource,
-            write_releases_module,
+        write_releases_module,
     )
+    from cifarzoo.training.recipe import recipe_differences
 
     names = list_models(args.only)
     if not names:

@@ -88,7 +88,11 @@ def test_schedules() -> None:
     step = _schedule("step", milestones=(0.5, 0.75), gamma=0.1)
     assert [step.lr_at(s) for s in (0, 49, 50, 80)] == pytest.approx([1, 1, 0.1, 0.01])
     one = _schedule("onecycle", onecycle_peak=0.25, warmup_start=0.1)
-    assert one.lr_at(0) == pytest.approx(0.1) and one.lr_at(25) == pytest.approx(1.0) and one.lr_at(100) == pytest.approx(0.0)
+    assert (
+        one.lr_at(0) == pytest.approx(0.1)
+        and one.lr_at(25) == pytest.approx(1.0)
+        and one.lr_at(100) == pytest.approx(0.0)
+    )
     assert max(one.lr_at(s) for s in range(101)) == pytest.approx(1.0)
 
 

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import run_cli_without_torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,7 +15,6 @@ from cifarzoo.cli import app
 from cifarzoo.engines.compare import default_target, load_runs, markdown_table, summarize
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.run_metrics import read_metrics
-from conftest import run_cli_without_torch
 
 STAGES = ("stem", "stages.0", "stages.1", "stages.2", "stages.3", "fc")
 
@@ -96,7 +96,9 @@ def test_runs_without_a_validation_split_show_no_val_numbers(two_runs, tmp_path,
 def test_cli_writes_the_figure_and_a_markdown_table_of_the_same_numbers(two_runs, tmp_path) -> None:
     dir_a, dir_b, rows_a, rows_b = two_runs
     out = tmp_path / "figs" / "compare.png"
-    result = CliRunner().invoke(app, ["compare", str(dir_a), str(dir_b), "--out", str(out), "--table", "--target", "60"])
+    result = CliRunner().invoke(
+        app, ["compare", str(dir_a), str(dir_b), "--out", str(out), "--table", "--target", "60"]
+    )
     assert result.exit_code == 0, result.output
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size[1] > 800  # two rows of panels: curves and gradient norms

@@ -7,11 +7,11 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from conftest import CodeRunningObject, write_code_running_pickle
 from typer.testing import CliRunner
 
 import cifarzoo
 from cifarzoo.cli import app
-from conftest import CodeRunningObject, write_code_running_pickle
 from cifarzoo.engines.convert import convert_checkpoint, read_foreign_state_dict
 from cifarzoo.errors import CheckpointError, CifarzooError
 
@@ -40,8 +40,14 @@ def assert_loads_with(folder, state) -> None:
     [
         pytest.param(lambda sd: sd, id="bare"),
         pytest.param(lambda sd: {"net": sd, "acc": 93.1, "epoch": 199}, id="kuangliu-net"),
-        pytest.param(lambda sd: {"state_dict": OrderedDict((f"module.{k}", v) for k, v in sd.items()), "best_prec1": 92.0}, id="dataparallel"),
-        pytest.param(lambda sd: {"model": {f"_orig_mod.{k}": v for k, v in sd.items()}, "optimizer": {"lr": 0.1}}, id="compiled"),
+        pytest.param(
+            lambda sd: {"state_dict": OrderedDict((f"module.{k}", v) for k, v in sd.items()), "best_prec1": 92.0},
+            id="dataparallel",
+        ),
+        pytest.param(
+            lambda sd: {"model": {f"_orig_mod.{k}": v for k, v in sd.items()}, "optimizer": {"lr": 0.1}},
+            id="compiled",
+        ),
     ],
 )
 def test_accepted_shapes_convert_exactly(tmp_path, source, wrap) -> None:
@@ -73,7 +79,8 @@ def test_key_mismatch_is_reported_by_name(tmp_path, source) -> None:
     result = convert(str(path), "--arch", "resnet26", "--dataset", "fm", "--out", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"error: {path}: weights do not match the model: missing keys (1): fc.weight; unexpected keys (1): linear.weight"
+        f"error: {path}: weights do not match the model: missing keys (1): fc.weight; "
+        "unexpected keys (1): linear.weight"
     ]
     assert not (tmp_path / "out").exists()
 
@@ -92,7 +99,9 @@ def test_pickle_with_code_does_not_run(tmp_path) -> None:
     result = convert(str(path), "--arch", "resnet26", "--dataset", "c10", "--out", str(tmp_path / "out"))
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: refused: torch.load(weights_only=True) found pickled objects")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {path}: refused: torch.load(weights_only=True) found pickled objects"
+    )
     assert "posix.system" in lines[0] and "weights_only=False" not in lines[0]  # the reason, not torch's advice
     assert not marker.exists() and not (tmp_path / "out").exists()
     # The same file through torch's zip format (what torch.save writes) is refused as well.
@@ -106,7 +115,10 @@ def test_pickle_with_code_does_not_run(tmp_path) -> None:
 def test_pickled_objects_besides_tensors_are_refused_with_a_fix(tmp_path, source) -> None:
     path = tmp_path / "with-args.pth"
     torch.save({"net": source, "args": argparse.Namespace(lr=0.1)}, path)
-    with pytest.raises(CheckpointError, match=r"argparse\.Namespace.*re-save only the weights with torch\.save\(model\.state_dict\(\), PATH\)") as err:
+    with pytest.raises(
+        CheckpointError,
+        match=r"argparse\.Namespace.*re-save only the weights with torch\.save\(model\.state_dict\(\), PATH\)",
+    ) as err:
         read_foreign_state_dict(path)
     assert "\n" not in str(err.value) and "add_safe_globals" not in str(err.value)
 
@@ -114,8 +126,15 @@ def test_pickled_objects_besides_tensors_are_refused_with_a_fix(tmp_path, source
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        ({"epoch": 3, "acc": 91.0}, "no state dict inside: expected tensors, or a dict with one of state_dict, model, net; found keys epoch, acc"),
-        ({"net": {"conv.weight": torch.zeros(1), "step": 3}}, r"not a state dict of tensors \(non-tensor values under: step\)"),
+        (
+            {"epoch": 3, "acc": 91.0},
+            "no state dict inside: expected tensors, or a dict with one of state_dict, model, net; "
+            "found keys epoch, acc",
+        ),
+        (
+            {"net": {"conv.weight": torch.zeros(1), "step": 3}},
+            r"not a state dict of tensors \(non-tensor values under: step\)",
+        ),
         ([torch.zeros(1)], "not a state dict \\(found list\\)"),
     ],
 )
@@ -135,7 +154,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, source) -> None:
         ((str(tmp_path / "missing.pth"), "--arch", "resnet26", "--dataset", "fm"), "missing.pth: file not found"),
         ((str(path), "--arch", "resnet27", "--dataset", "fm"), "unknown arch 'resnet27'"),
         ((str(path), "--arch", "resnet26", "--dataset", "mnist"), "mnist"),
-        ((str(path), "--arch", "resnet26", "--dataset", "fm", "--out", str(tmp_path / "full")), "already exists and is not empty"),
+        (
+            (str(path), "--arch", "resnet26", "--dataset", "fm", "--out", str(tmp_path / "full")),
+            "already exists and is not empty",
+        ),
     ]
     for args, reason in cases:
         full = [*args] if "--out" in args else [*args, "--out", str(tmp_path / "new")]

@@ -27,7 +27,9 @@ from cifarzoo.data.datasets import (
     load_image_folder,
     train_val_split,
 )
-from cifarzoo.data.specs import CIFAR10, CIFAR100, FASHION_MNIST
+from cifarzoo.data.files import scan_class_folders
+from cifarzoo.data.specs import CIFAR10, CIFAR100, DATASET_NAMES, DATASETS, FASHION_MNIST, get_dataset_spec
+from cifarzoo.data.testsets import read_custom_dir
 from cifarzoo.errors import CifarzooError
 
 C10_FILES = {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]}
@@ -297,6 +299,60 @@ def test_load_image_folder(tmp_path):
     assert ds.labels.tolist() == [1, 1, 2, 2, 2]
     with pytest.raises(CifarzooError, match="dog"):
         load_image_folder(tmp_path, cfg, classes=["cat", "horse"])
+
+
+def _png(path: Path, rng: np.random.Generator) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(path)
+
+
+def test_training_and_eval_read_a_class_folder_alike(tmp_path):
+    # Readable PNGs everywhere that must be left out, so only the folder and file rules can exclude them.
+    rng = np.random.default_rng(7)
+    root = tmp_path / "set"
+    for cls, n in (("frog", 1), ("cat", 2), ("dog", 3)):
+        for i in range(n):
+            _png(root / cls / f"{i}.png", rng)
+    _png(root / "__MACOSX" / "cat" / "._0.png", rng)  # zip metadata: a readable image, but no class
+    _png(root / ".cache" / "x.png", rng)  # hidden folder
+    _png(root / "dog" / "._x.png", rng)  # macOS metadata twin: hidden, so no image
+    _png(root / "dog" / ".thumbs" / "t.png", rng)  # hidden folder inside a class
+    (root / "emptyclass").mkdir()
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "cat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+
+    train = load_image_folder(root, CIFAR10.preprocess_config())
+    assert train.classes == ("cat", "dog", "frog") and len(train) == 6 and train.skipped == []
+    test = read_custom_dir(root, train.classes)
+    assert test.skipped == [] and test.ignored == []
+    assert sorted({test.classes[i] for i in test.labels}) == list(train.classes)
+    assert len(test) == len(train)
+    np.testing.assert_array_equal(test.labels, train.labels)  # same files in the same order
+
+    scan = scan_class_folders(root)
+    assert scan.classes == train.classes and scan.num_files == 6 and scan.loose == []
+    reasons = {Path(path).name: reason for path, reason in scan.ignored}
+    assert reasons == {".cache": "hidden folder", "__MACOSX": "system folder, never a class",
+                       "emptyclass": "no image files"}
+
+
+def test_class_folders_are_in_natural_order(tmp_path):
+    rng = np.random.default_rng(8)
+    for cls in ("img10", "img2", "Img3", "img1"):
+        for name in ("b10.png", "b9.png", "a.png"):
+            _png(tmp_path / cls / name, rng)
+    scan = scan_class_folders(tmp_path)
+    assert scan.classes == ("img1", "img2", "Img3", "img10")
+    assert [Path(p).name for p in scan.files["img2"]] == ["a.png", "b9.png", "b10.png"]
+    assert load_image_folder(tmp_path, CIFAR10.preprocess_config()).classes == scan.classes
+    assert read_custom_dir(tmp_path, scan.classes).paths == [p for c in scan.classes for p in scan.files[c]]
+
+
+def test_dataset_names_and_metadata_are_declared_once():
+    assert tuple(spec.name for spec in DATASETS.values()) == DATASET_NAMES
+    for name in DATASET_NAMES:
+        spec = get_dataset_spec(name)
+        assert spec.hub_id and spec.bibtex and spec.bibtex.startswith("@")
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from torch import nn
 
 from cifarzoo.config import PreprocessConfig
 from cifarzoo.data.datasets import SYSTEM_FASHION_MNIST
+from cifarzoo.data.torch_preprocess import normalize
 from cifarzoo.errors import CifarzooError
 from cifarzoo.registry import get_entry
 from cifarzoo.training import run_files
-from cifarzoo.data.torch_preprocess import normalize
 from cifarzoo.training.distill import check_compatible, distillation_loss, input_adapter
 from cifarzoo.training.loop import train
 from cifarzoo.training.recipe import load_recipe
@@ -80,7 +80,10 @@ def test_input_adapter_maps_student_normalisation_to_the_teachers() -> None:
     student = PreprocessConfig(input_size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     teacher = dataclasses.replace(student, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     scale, shift = input_adapter(student, teacher)
-    adapted = normalize(pixels, student) * torch.tensor(scale)[None, :, None, None] + torch.tensor(shift)[None, :, None, None]
+    adapted = (
+        normalize(pixels, student) * torch.tensor(scale)[None, :, None, None]
+        + torch.tensor(shift)[None, :, None, None]
+    )
     torch.testing.assert_close(adapted, normalize(pixels, teacher), rtol=1e-5, atol=1e-5)
 
 

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli_without_torch
 
 import cifarzoo
 from cifarzoo.engines.export import export
+from cifarzoo.io.export import check_parity, parity_inputs
 from cifarzoo.io.layout import ONNX_NAME, TORCHSCRIPT_NAME
+from cifarzoo.models.specs import ARCHS
 from cifarzoo.runtime.onnx import OnnxModel, cuda_usable, onnx_providers
 from cifarzoo.runtime.torchscript import TorchScriptModel
-from cifarzoo.io.export import check_parity, parity_inputs
-from cifarzoo.models.specs import ARCHS
-from conftest import run_cli_without_torch
 
 # tv_resnet50 upsamples to 224 px: parity on 256 inputs takes a while on 2 cores, but every arch is covered.
 ENTRIES = [f"{arch}-fm" if not arch.startswith("tv_") else f"{arch}-c10" for arch in ARCHS]
@@ -27,7 +27,11 @@ def checkpoints(tmp_path_factory):
     folders = {}
     for name in ENTRIES:
         torch.manual_seed(0)
-        model = cifarzoo.create_model(name, zero_init_last=False) if not name.startswith("tv_") else cifarzoo.create_model(name)
+        model = (
+            cifarzoo.create_model(name, zero_init_last=False)
+            if not name.startswith("tv_")
+            else cifarzoo.create_model(name)
+        )
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.2, 0.2)
@@ -78,7 +82,9 @@ def test_backends_predict_the_same(checkpoints, tmp_path) -> None:
     for i in range(5):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(paths[-1])
-    results = [cifarzoo.load(folder, backend=b, device="cpu").predict(paths, topk=3) for b in ("torch", "onnx", "torchscript")]
+    results = [
+        cifarzoo.load(folder, backend=b, device="cpu").predict(paths, topk=3) for b in ("torch", "onnx", "torchscript")
+    ]
     for preds in results[1:]:
         assert [p.label for p in preds] == [p.label for p in results[0]]
         assert np.allclose([p.prob for p in preds], [p.prob for p in results[0]], atol=1e-5)

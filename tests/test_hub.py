@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 import cifarzoo
 from cifarzoo.cli import app
-from cifarzoo.runtime.onnx import OnnxModel
 from cifarzoo.errors import CheckpointError, CifarzooError, NoWeightsError, UnknownModelError
 from cifarzoo.io import resolve
 from cifarzoo.model import ZooModel
 from cifarzoo.registry import ZOO, WeightsSource, ZooEntry
+from cifarzoo.runtime.onnx import OnnxModel
 
 REPO = "cifarzoo-test/resnet26-fm"
 OLD = hashlib.sha1(b"first release").hexdigest()  # commit shas: 40 hex digits, as on the Hub
@@ -102,7 +102,9 @@ def pins(files: dict[str, bytes]) -> dict[str, str]:
 
 
 def hub_entry(revision: str | None = OLD, sha256: dict[str, str] | None = None, repo: str = REPO) -> ZooEntry:
-    return dataclasses.replace(ZOO[NAME], weights=WeightsSource(kind="hub", location=repo, revision=revision, sha256=sha256 or {}))
+    return dataclasses.replace(
+        ZOO[NAME], weights=WeightsSource(kind="hub", location=repo, revision=revision, sha256=sha256 or {})
+    )
 
 
 @pytest.fixture
@@ -151,7 +153,11 @@ def test_only_the_files_the_backend_reads_are_fetched(hub_cache, releases, zoo, 
     zoo(hub_entry(sha256=pins(releases[OLD])))
     asked: list[str] = []
     real = huggingface_hub.hf_hub_download
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename, **kw: asked.append(filename) or real(repo_id, filename, **kw))
+    monkeypatch.setattr(
+        huggingface_hub,
+        "hf_hub_download",
+        lambda repo_id, filename, **kw: asked.append(filename) or real(repo_id, filename, **kw),
+    )
 
     onnx_model = cifarzoo.load(NAME, device="cpu", backend="onnx")
     assert isinstance(onnx_model, OnnxModel) and sorted(asked) == ["config.json", "model.onnx"]
@@ -206,7 +212,10 @@ def test_a_tampered_cache_fails_its_pin(hub_cache, releases, zoo) -> None:
     zoo(hub_entry(sha256=pins(releases[OLD])))
     # Swap the blob's content for other weights of the same shape: it would load fine without the pin.
     (snapshot / "model.safetensors").resolve().write_bytes(releases[NEW]["model.safetensors"])
-    with pytest.raises(CheckpointError, match="sha256 mismatch: expected .*, got " + hashlib.sha256(releases[NEW]["model.safetensors"]).hexdigest()):
+    with pytest.raises(
+        CheckpointError,
+        match="sha256 mismatch: expected .*, got " + hashlib.sha256(releases[NEW]["model.safetensors"]).hexdigest(),
+    ):
         cifarzoo.load(NAME, device="cpu")
 
 
@@ -279,7 +288,9 @@ def test_missing_files_through_the_cli_are_one_line(hub_cache, zoo, image_dir) -
     result = CliRunner().invoke(app, ["predict", str(image_dir), "--model", NAME])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {NAME}: config.json, model.safetensors not in the Hugging Face cache")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: {NAME}: config.json, model.safetensors not in the Hugging Face cache"
+    )
 
 
 def test_an_incomplete_blob_is_not_taken_for_a_download(hub_cache, releases, zoo) -> None:
@@ -309,7 +320,11 @@ def test_environment_variables_alone_select_the_cache_and_offline_mode(tmp_path,
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / OLD / "model.onnx"), "(1,", "10)"]
+    assert done.stdout.split() == [
+        str(cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / OLD / "model.onnx"),
+        "(1,",
+        "10)",
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -327,7 +342,10 @@ def test_hf_ids_parse_and_fail_clearly(hub_cache) -> None:
         cifarzoo.load(f"hf://{REPO}@")
     with pytest.raises(UnknownModelError, match="invalid Hub repo id"):
         cifarzoo.load("hf://bad--name/x..y")
-    with pytest.raises(CifarzooError, match=rf"hf://{REPO}@v9: config.json, model.safetensors not in the Hugging Face cache.*--revision v9`"):
+    with pytest.raises(
+        CifarzooError,
+        match=rf"hf://{REPO}@v9: config.json, model.safetensors not in the Hugging Face cache.*--revision v9`",
+    ):
         cifarzoo.load(f"hf://{REPO}@v9")
 
 
@@ -348,13 +366,17 @@ def test_hub_errors_become_one_line(hub_cache, monkeypatch) -> None:
         raise error
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", not_found)
-    with pytest.raises(CifarzooError, match=rf"^hf://{REPO}: no model repo {REPO} on the Hub \(if it is private, log in") as err:
+    with pytest.raises(
+        CifarzooError, match=rf"^hf://{REPO}: no model repo {REPO} on the Hub \(if it is private, log in"
+    ) as err:
         cifarzoo.load(f"hf://{REPO}")
     assert "\n" not in str(err.value)
 
 
 def test_an_entry_without_released_weights_names_the_training_command() -> None:
-    with pytest.raises(NoWeightsError, match=r"resnet50-c10 has no released weights yet; train them with `cifarzoo train resnet50-c10`"):
+    with pytest.raises(
+        NoWeightsError, match=r"resnet50-c10 has no released weights yet; train them with `cifarzoo train resnet50-c10`"
+    ):
         cifarzoo.load("resnet50-c10")
 
 

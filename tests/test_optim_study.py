@@ -21,9 +21,13 @@ from cifarzoo.training.recipe import load_recipe
 def test_every_recipe_has_the_optimiser_study_variants(name) -> None:
     base = load_recipe(name)
     sgd_l2 = load_recipe(name, variant="sgd-l2")
-    assert sgd_l2.optim.l2_in_loss and sgd_l2.optim.name == "sgd" and sgd_l2.optim.weight_decay == base.optim.weight_decay
+    assert (
+        sgd_l2.optim.l2_in_loss and sgd_l2.optim.name == "sgd" and sgd_l2.optim.weight_decay == base.optim.weight_decay
+    )
     adam = load_recipe(name, variant="adam-wd")
-    assert (adam.optim.name, adam.optim.lr, adam.optim.weight_decay, adam.optim.l2_in_loss) == ("adam", 1e-3, 5e-4, False)
+    assert (adam.optim.name, adam.optim.lr, adam.optim.weight_decay, adam.optim.l2_in_loss) == (
+        "adam", 1e-3, 5e-4, False
+    )
     assert load_recipe(name, variant="adamw").optim.name == "adamw"
     plateau = load_recipe(name, variant="plateau")
     assert (plateau.schedule.name, plateau.schedule.patience, plateau.schedule.gamma) == ("plateau", 2, 0.1)

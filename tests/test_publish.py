@@ -13,12 +13,12 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 import yaml
 from PIL import Image
@@ -29,11 +29,11 @@ from cifarzoo.cli import app
 from cifarzoo.config import ModelConfig
 from cifarzoo.engines import publish as publish_engine
 from cifarzoo.engines.publish import group_metrics, render_model_card, split_metric_key
-from cifarzoo.runtime.onnx import OnnxModel
-from cifarzoo.runtime.torchscript import TorchScriptModel
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.checkpoint import load_weights, save_checkpoint
 from cifarzoo.registry import ZOO
+from cifarzoo.runtime.onnx import OnnxModel
+from cifarzoo.runtime.torchscript import TorchScriptModel
 from cifarzoo.training import run_files
 from cifarzoo.training.recipe import Recipe, load_recipe
 
@@ -197,9 +197,13 @@ def test_card_metrics_table_matches_the_config(dry_run) -> None:
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
     header, sets = rows[0], {r[0]: dict(zip(rows[0][1:], r[1:])) for r in rows[2:] if len(r) == len(rows[0])}
     assert header == ["evaluation set", "top-1 %", "top-5 %", "top-1 % (flip TTA)", "loss", "images"]
-    assert sets["test"] == {"top-1 %": "90.51", "top-5 %": "99.83", "top-1 % (flip TTA)": "90.93", "loss": "0.3102", "images": "10,000"}
+    assert sets["test"] == {
+        "top-1 %": "90.51", "top-5 %": "99.83", "top-1 % (flip TTA)": "90.93", "loss": "0.3102", "images": "10,000"
+    }
     assert sets["val (5,000 images held out from train; chose the best epoch)"]["top-1 %"] == "91.24"
-    assert sets["photos"] == {"top-1 %": "71.00", "top-5 %": "-", "top-1 % (flip TTA)": "-", "loss": "-", "images": "50"}
+    assert sets["photos"] == {
+        "top-1 %": "71.00", "top-5 %": "-", "top-1 % (flip TTA)": "-", "loss": "-", "images": "50"
+    }
     assert "| best epoch (on val) | 14 |" in text and "| epochs | 15 |" in text and "| ECE | 0.0213 |" in text
 
 
@@ -210,7 +214,11 @@ def test_card_curves_files_limitations(dry_run) -> None:
         assert f"| `{name}` |" in files
     assert "parity vs torch: n=256" in files and str(dry_run.out) not in dry_run.card  # no local paths
     limits = section(dry_run.body, "Limitations")
-    assert "28x28 grayscale" in limits and "T-shirt/top, Trouser, Pullover" in limits and "Real photos downscaled" in limits
+    assert (
+        "28x28 grayscale" in limits
+        and "T-shirt/top, Trouser, Pullover" in limits
+        and "Real photos downscaled" in limits
+    )
 
 
 def test_card_onnxruntime_snippet_runs(dry_run, tmp_path, monkeypatch, capsys) -> None:
@@ -227,7 +235,9 @@ def test_card_onnxruntime_snippet_runs(dry_run, tmp_path, monkeypatch, capsys) -
     assert capsys.readouterr().out.strip() == expected
 
 
-def test_card_python_snippet_loads_the_published_folder_from_the_hub_cache(dry_run, tmp_path, monkeypatch, capsys) -> None:
+def test_card_python_snippet_loads_the_published_folder_from_the_hub_cache(
+    dry_run, tmp_path, monkeypatch, capsys
+) -> None:
     """The folder as the Hub would serve it, through huggingface_hub's real cache, offline."""
     from huggingface_hub import constants
 
@@ -282,7 +292,9 @@ def test_publish_uploads_one_commit_and_never_shows_the_token(dry_run, run_dir, 
 
     monkeypatch.setenv("HF_TOKEN", SENTINEL)
 
-    def exported_before(folder, fmt="onnx", out=None, dtype="fp32", opset=None, check=False, calib_dir=None, data_dir=None):
+    def exported_before(
+        folder, fmt="onnx", out=None, dtype="fp32", opset=None, check=False, calib_dir=None, data_dir=None
+    ):
         """The dry run's export of the same checkpoint (the real one is tested above); int8 really looks for
         its calibration data, in an empty folder."""
         if dtype == "int8":
@@ -324,7 +336,9 @@ def test_publish_keeps_the_folder_with_out(dry_run, run_dir, hub_api, tmp_path, 
         return SimpleNamespace(path=Path(folder) / name, format=fmt, dtype="fp32", exporter="copy", parity=None)
 
     monkeypatch.setattr(publish_engine, "export", exported_before)
-    result = runner.invoke(app, ["publish", str(run_dir), "--repo-id", REPO, "--no-int8", "--out", str(tmp_path / "kept")])
+    result = runner.invoke(
+        app, ["publish", str(run_dir), "--repo-id", REPO, "--no-int8", "--out", str(tmp_path / "kept")]
+    )
     assert result.exit_code == 0, result.output
     assert hub_api.create_repo[0]["private"] is False
     assert sorted(os.listdir(tmp_path / "kept")) == sorted(hub_api.files)
@@ -368,7 +382,9 @@ def test_bad_publish_input_is_one_line(run_dir, tmp_path, args, reason) -> None:
 
 
 def test_publishing_a_folder_without_a_checkpoint_fails(tmp_path) -> None:
-    result = runner.invoke(app, ["publish", str(tmp_path), "--repo-id", REPO, "--dry-run", "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["publish", str(tmp_path), "--repo-id", REPO, "--dry-run", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1 and "config.json: file not found" in result.stderr
 
 
@@ -394,7 +410,9 @@ def test_metric_keys_group_by_evaluation_set() -> None:
 
 def test_card_for_a_custom_dataset_with_unmeasured_metrics() -> None:
     config = cifarzoo.create_model("resnet26", classes=["ant", "bee"]).config.replace(
-        dataset="insects", metrics={"val_top1": math.nan, "test_top1": 88.0, "cifar10.1_top1": 77.5}, recipe="resnet26-c10",
+        dataset="insects",
+        metrics={"val_top1": math.nan, "test_top1": 88.0, "cifar10.1_top1": 77.5},
+        recipe="resnet26-c10",
     )
     card = render_model_card(config, "someone/insects", 4_100_000, 0.386, {"model.safetensors": "weights"})
     front = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", card, re.S).group(1))

@@ -19,7 +19,9 @@ def test_every_zoo_entry_has_a_recipe_with_its_arch_and_dataset() -> None:
 
 def test_cifar_recipes_reproduce_the_original_settings() -> None:
     r = load_recipe("resnet50-c10")
-    assert (r.optim.name, r.optim.lr, r.optim.momentum, r.optim.nesterov, r.optim.weight_decay) == ("sgd", 0.1, 0.9, True, 5e-4)
+    assert (r.optim.name, r.optim.lr, r.optim.momentum, r.optim.nesterov, r.optim.weight_decay) == (
+        "sgd", 0.1, 0.9, True, 5e-4
+    )
     assert r.schedule.name == "cosine" and 64 <= r.train.batch_size <= 128 and 200 <= r.train.epochs <= 300
     assert r.data.crop_padding == 4 and r.data.flip and r.model.drop_rate > 0
 
@@ -33,7 +35,10 @@ def test_fast_variant_uses_fewer_epochs_and_airbench_techniques() -> None:
 
 
 def test_overrides_parse_types() -> None:
-    r = load_recipe("resnet26-fm", overrides=["optim.lr=0.05", "train.tta=none", "optim.nesterov=false", "schedule.milestones=[0.3, 0.6]"])
+    r = load_recipe(
+        "resnet26-fm",
+        overrides=["optim.lr=0.05", "train.tta=none", "optim.nesterov=false", "schedule.milestones=[0.3, 0.6]"],
+    )
     assert r.optim.lr == 0.05 and r.train.tta == "none" and r.optim.nesterov is False
     assert r.schedule.milestones == (0.3, 0.6)
 

@@ -7,7 +7,6 @@ import pytest
 from cifarzoo.data.specs import CIFAR10, DATASETS
 from cifarzoo.models.factory import build_model, count_flops, count_params
 from cifarzoo.registry import ZOO, get_entry, list_models, split_name
-from cifarzoo.training.recipe import recipe_differences
 from cifarzoo.releases import (
     RELEASES_MODULE,
     RecipeRef,
@@ -16,6 +15,7 @@ from cifarzoo.releases import (
     render_releases_module,
     write_releases_module,
 )
+from cifarzoo.training.recipe import recipe_differences
 
 
 def _build(entry):
@@ -77,7 +77,9 @@ def test_registry_import_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import cifarzoo, cifarzoo.registry, cifarzoo.cli, sys; cifarzoo.list_models(); print('torch' in sys.modules)"
+    code = (
+        "import cifarzoo, cifarzoo.registry, cifarzoo.cli, sys; cifarzoo.list_models(); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

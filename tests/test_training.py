@@ -119,7 +119,10 @@ def test_grad_norm_logging_per_stage(tmp_path) -> None:
     assert all(v > 0 for v in row["grad_norms"].values())
 
 
-@pytest.mark.parametrize("extra", [["optim.sam_rho=0.05", "optim.grad_clip=1.0"], ["optim.name=adamw", "optim.lr=0.001", "schedule.name=plateau"]])
+@pytest.mark.parametrize(
+    "extra",
+    [["optim.sam_rho=0.05", "optim.grad_clip=1.0"], ["optim.name=adamw", "optim.lr=0.001", "schedule.name=plateau"]],
+)
 def test_optimiser_variants_train(tmp_path, extra) -> None:
     recipe = load_recipe("resnet26-fm", overrides=TINY[:-4] + ["train.epochs=1", "schedule.warmup_epochs=0", *extra])
     before = cifarzoo.create_model("resnet26-fm").net.state_dict()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import write_code_running_pickle
 from torch import nn
 
 import cifarzoo
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io import pretrained
-from conftest import write_code_running_pickle
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,6 @@ from cifarzoo.atomic import atomic_write_text
 from cifarzoo.engines.export import export
 from cifarzoo.io.integrity import file_sha256
 from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
-from cifarzoo.training.recipe import recipe_differences
 from cifarzoo.releases import (
     DEFAULT_LICENSE,
     RecipeRef,
@@ -37,6 +36,7 @@ from cifarzoo.releases import (
     WeightsSource,
     write_releases_module,
 )
+from cifarzoo.training.recipe import recipe_differences
 
 PACKAGE_WEIGHTS = Path(cifarzoo.__file__).parent / "weights"
 SIZE_LIMIT = 25_000_000  # bytes: everything bundled in the package

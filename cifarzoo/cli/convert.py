@@ -6,7 +6,9 @@ import typer
 
 
 def convert_command(
-    checkpoint: str = typer.Argument(..., help="A .pth/.pt file: a state_dict, or a dict with it under state_dict, model or net."),
+    checkpoint: str = typer.Argument(
+        ..., help="A .pth/.pt file: a state_dict, or a dict with it under state_dict, model or net."
+    ),
     arch: str = typer.Option(..., "--arch", help="The arch the weights belong to: resnet26, plain50, tv_resnet50, ..."),
     dataset: str = typer.Option(..., "--dataset", help="c10, c100 or fm: the classes and preprocessing."),
     out: str = typer.Option(..., "--out", "-o", help="The checkpoint folder to write (new or empty)."),

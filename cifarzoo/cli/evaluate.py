@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from cifarzoo.cli._common import choice_enum, format_table, write_json
 from cifarzoo.cli.predict import Backend
+from cifarzoo.data.specs import VAL_SIZE
 from cifarzoo.data.tta import TTA_MODES
 from cifarzoo.errors import CifarzooError
 from cifarzoo.registry import DEFAULT_MODEL
@@ -18,13 +20,20 @@ TOP_CONFUSIONS = 15
 LISTED_SKIPS = 20  # skipped files listed on stderr; all of them are in --json and --report
 
 
-Tta = choice_enum("Tta", TTA_MODES)
+if TYPE_CHECKING:
+    Tta = Enum
+else:
+    Tta = choice_enum("Tta", TTA_MODES)
 
 
 def eval_command(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="A zoo name or a checkpoint directory."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="A built-in dataset: cifar10, cifar100 or fashion-mnist."),
-    split: str = typer.Option("test", "--split", help="With --dataset: test, val (the held-out 5,000 training images) or train."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", help="A built-in dataset: cifar10, cifar100 or fashion-mnist."
+    ),
+    split: str = typer.Option(
+        "test", "--split", help=f"With --dataset: test, val (the held-out {VAL_SIZE:,} training images) or train."
+    ),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="With --dataset: the folder holding its files."),
     download: bool = typer.Option(False, "--download", help="With --dataset: download it if it is not found."),
     custom_dir: Optional[str] = typer.Option(
@@ -39,19 +48,27 @@ def eval_command(
         None, "--array",
         help="A .npz (images/data + labels) or .npy (+ *_labels.npy) of uint8 NxHxWxC images, like CIFAR-10.1.",
     ),
-    ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help="Skip class folders/labels the model does not know."),
+    ignore_unknown: bool = typer.Option(
+        False, "--ignore-unknown", help="Skip class folders/labels the model does not know."
+    ),
     out: Optional[str] = typer.Option(None, "--out", help="Write the predictions as an id,label CSV."),
     report_dir: Optional[str] = typer.Option(
         None, "--report",
         help="Write report.json, predictions.csv, confusion.png, reliability.png and misclassified.png to this folder.",
     ),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable file instead of skipping it."),
-    tta: Tta = typer.Option(Tta.none, "--tta", help="Test-time augmentation: none, flip, or flip-translate (+-2 px)."),
+    tta: Tta = typer.Option(
+        Tta("none"), "--tta", help="Test-time augmentation: none, flip, or flip-translate (+-2 px)."
+    ),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Decoding threads (default: cores + 1, at most 8)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=1, help="Decoding threads (default: cores + 1, at most 8)."
+    ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     backend: Backend = typer.Option(
-        Backend.auto, "--backend", help="auto: onnx when the model folder has model.onnx (no torch import), else torch."
+        Backend("auto"),
+        "--backend",
+        help="auto: onnx when the model folder has model.onnx (no torch import), else torch.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as one JSON document."),
 ) -> None:

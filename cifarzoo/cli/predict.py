@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import List
+from enum import Enum
+from typing import TYPE_CHECKING, List
 
 import typer
 
@@ -10,7 +11,10 @@ from cifarzoo.cli._common import choice_enum, format_table, print_error, write_j
 from cifarzoo.registry import DEFAULT_MODEL
 from cifarzoo.runtime.backends import BACKENDS
 
-Backend = choice_enum("Backend", BACKENDS)
+if TYPE_CHECKING:
+    Backend = Enum
+else:
+    Backend = choice_enum("Backend", BACKENDS)
 
 
 def predict_command(
@@ -19,7 +23,9 @@ def predict_command(
     topk: int = typer.Option(5, "--topk", "-k", min=1, help="How many labels to report per image."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of a table."),
     backend: Backend = typer.Option(
-        Backend.auto, "--backend", help="auto: onnx when the model folder has model.onnx (no torch import), else torch."
+        Backend("auto"),
+        "--backend",
+        help="auto: onnx when the model folder has model.onnx (no torch import), else torch.",
     ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, or auto (CUDA when available)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),

@@ -12,9 +12,17 @@ def publish_command(
     repo_id: str = typer.Option(..., "--repo-id", help="USER/NAME: the Hub model repo (created if needed)."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Build the folder into --out and upload nothing."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Build into this new or empty folder and keep it [default: a temporary folder]."),
-    int8: bool = typer.Option(True, "--int8/--no-int8", help="Include model.int8.onnx (needs the model's dataset to calibrate; left out if its parity fails)."),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder holding the model's dataset, for int8 calibration."),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", help="Build into this new or empty folder and keep it [default: a temporary folder]."
+    ),
+    int8: bool = typer.Option(
+        True,
+        "--int8/--no-int8",
+        help="Include model.int8.onnx (needs the model's dataset to calibrate; left out if its parity fails).",
+    ),
+    data_dir: Optional[str] = typer.Option(
+        None, "--data-dir", help="Folder holding the model's dataset, for int8 calibration."
+    ),
 ) -> None:
     """Publish a trained model to the Hugging Face Hub: safetensors + config.json, ONNX (fp32, int8),
     TorchScript (all parity-checked against torch), the run's curves and metrics, and a model card.
@@ -35,6 +43,8 @@ def publish_command(
     if result.upload is None:
         typer.echo(f"dry run: built {built.path} ({', '.join(built.files)}); nothing uploaded")
         return
-    typer.echo(f"uploaded {len(built.files)} files ({', '.join(built.files)}) to {result.upload.repo_url} in one commit")
+    typer.echo(
+        f"uploaded {len(built.files)} files ({', '.join(built.files)}) to {result.upload.repo_url} in one commit"
+    )
     typer.echo(f"commit: {result.upload.commit_url}")
     typer.echo(f"revision: {result.upload.revision}")

@@ -26,12 +26,12 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 
-from cifarzoo.config import PreprocessConfig
-from cifarzoo.data.files import iter_image_files
-from cifarzoo.data.preprocess import try_load_uint8
-from cifarzoo.data.specs import CIFAR10, CIFAR100, FASHION_MNIST, DatasetSpec, get_dataset_spec
-from cifarzoo.errors import CifarzooError, ImageReadError, display_path
 from cifarzoo.atomic import atomic_path
+from cifarzoo.config import PreprocessConfig
+from cifarzoo.data.files import scan_class_folders
+from cifarzoo.data.preprocess import try_load_uint8
+from cifarzoo.data.specs import CIFAR10, CIFAR100, FASHION_MNIST, VAL_SIZE, DatasetSpec, get_dataset_spec
+from cifarzoo.errors import CifarzooError, ImageReadError, display_path
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ class ArrayDataset:
         labels: ``(N,)`` int64 class indices into ``classes``.
         classes: label names in index order.
         name: where the data came from (``cifar10:train``, ``fashion-mnist:test``, a folder path).
-        skipped: ``(path, reason)`` for image files that could not be decoded (image folders only).
+        skipped: ``(path, reason)`` for image files that could not be decoded and folders that could not be
+            listed (image folders only).
     """
 
     images: np.ndarray
@@ -345,21 +346,24 @@ def load_image_folder(
 ) -> ArrayDataset:
     """Images in one subfolder per class (``root/cat/x.png``), decoded and resized with ``preprocess``.
 
-    Classes are the sorted subfolder names, or ``classes`` when given (then every subfolder must be one of
-    them; a class may have no folder). Files that cannot be decoded are skipped and listed in ``skipped``.
+    The folder is read by :func:`~cifarzoo.data.files.scan_class_folders`, as ``cifarzoo eval --custom-dir``
+    reads it: hidden folders, tool droppings (``__MACOSX``) and folders without images are no classes, hidden
+    files are no images. Classes are the scanned folder names in their natural order, or ``classes`` when
+    given (then every class folder must be one of them; a class may have no folder). Files that cannot be
+    decoded, and folders that cannot be listed, are skipped and listed in ``skipped``.
     """
-    root_path = Path(root)
-    if not root_path.is_dir():
+    if not Path(root).is_dir():
         raise CifarzooError(f"{display_path(root)}: not a folder of class subfolders")
-    folders = sorted(p.name for p in root_path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    names = tuple(classes) if classes is not None else tuple(folders)
-    unknown = sorted(set(folders) - set(names))
+    scan = scan_class_folders(root)
+    for path, reason in scan.ignored:
+        log.info("%s: not a class (%s)", path, reason)
+    names = tuple(classes) if classes is not None else scan.classes
+    unknown = sorted(set(scan.classes) - set(names))
     if unknown:
         raise CifarzooError(f"{display_path(root)}: folders {unknown} are not among the classes {list(names)}")
     index = {name: i for i, name in enumerate(names)}
     paths, labels = [], []
-    for name in folders:
-        found = iter_image_files(str(root_path / name))
+    for name, found in scan.files.items():
         paths.extend(found)
         labels.extend([index[name]] * len(found))
     if not paths:
@@ -369,7 +373,7 @@ def load_image_folder(
     with ThreadPoolExecutor() as pool:
         results = list(pool.map(try_load_uint8, paths, [preprocess] * len(paths)))
     good = [i for i, r in enumerate(results) if isinstance(r, np.ndarray)]
-    skipped = [(r.path, r.reason) for r in results if isinstance(r, ImageReadError)]
+    skipped = [*scan.skipped, *((r.path, r.reason) for r in results if isinstance(r, ImageReadError))]
     if not good:
         raise CifarzooError(f"{display_path(root)}: none of its {len(paths)} image files could be read")
     images = np.stack([results[i] for i in good])  # type: ignore[misc]
@@ -393,7 +397,7 @@ def load_dataset(
     return _LOADERS[get_dataset_spec(name).name](split, data_dir=data_dir, download=download)
 
 
-def train_val_split(ds: ArrayDataset, val_size: int = 5000, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+def train_val_split(ds: ArrayDataset, val_size: int = VAL_SIZE, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
     """Split off ``val_size`` random examples: the same seed always gives the same, disjoint, complete split."""
     if not 0 <= val_size < len(ds):
         raise CifarzooError(

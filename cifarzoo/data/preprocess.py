@@ -189,4 +189,13 @@ def path_of(image: ImageInput) -> str | None:
     return display_path(image) if isinstance(image, (str, os.PathLike)) else None
 
 
-__all__ = ["read_image", "to_color_mode", "resize", "load_uint8", "try_load_uint8", "normalize", "preprocess", "path_of"]
+__all__ = [
+    "read_image",
+    "to_color_mode",
+    "resize",
+    "load_uint8",
+    "try_load_uint8",
+    "normalize",
+    "preprocess",
+    "path_of",
+]

@@ -8,9 +8,19 @@ repositories is the mean of per-image stds, not the dataset std.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from cifarzoo.config import ColorMode, PreprocessConfig
 from cifarzoo.errors import ConfigError
+
+# The built-in datasets' canonical names: the type for annotations, the tuple for membership checks and
+# help texts. Both come from this one declaration, so a new dataset cannot be added to one and not the other.
+DatasetName = Literal["cifar10", "cifar100", "fashion-mnist"]
+DATASET_NAMES: tuple[DatasetName, ...] = get_args(DatasetName)
+
+# Images split off a training set (seeded, see ``train_val_split``) to choose the best epoch: the recipes'
+# ``data.val_size`` default, and what model cards mean by "val". 5,000 is 10% of CIFAR's 50,000 training images.
+VAL_SIZE = 5000
 
 
 @dataclass(frozen=True)
@@ -25,9 +35,12 @@ class DatasetSpec:
         input_size: native image side in pixels.
         color_mode: ``"RGB"`` or ``"L"``.
         background: the typical background gray level, used for transparency and letterbox padding.
+        hub_id: the dataset's id on the Hugging Face Hub (``uoft-cs/cifar10``), for model cards; ``None``
+            when it has none.
+        bibtex: how to cite the dataset, as a BibTeX entry; ``None`` when there is nothing to cite.
     """
 
-    name: str
+    name: DatasetName
     tag: str
     title: str
     classes: tuple[str, ...]
@@ -36,12 +49,16 @@ class DatasetSpec:
     input_size: int
     color_mode: ColorMode
     background: int
+    hub_id: str | None = None
+    bibtex: str | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def preprocess_config(self, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> PreprocessConfig:
+    def preprocess_config(
+        self, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None
+    ) -> PreprocessConfig:
         """The preprocessing that feeds this dataset's images to a model; ``mean``/``std`` override the stats
         (transfer models keep the ImageNet statistics their backbone was trained with)."""
         return PreprocessConfig(
@@ -53,6 +70,20 @@ class DatasetSpec:
         )
 
 
+_CIFAR_BIBTEX = """@techreport{krizhevsky2009learning,
+  title       = {Learning Multiple Layers of Features from Tiny Images},
+  author      = {Krizhevsky, Alex},
+  institution = {University of Toronto},
+  year        = {2009}
+}"""
+
+_FASHION_MNIST_BIBTEX = """@article{xiao2017fashion,
+  title   = {Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms},
+  author  = {Xiao, Han and Rasul, Kashif and Vollgraf, Roland},
+  journal = {arXiv preprint arXiv:1708.07747},
+  year    = {2017}
+}"""
+
 CIFAR10 = DatasetSpec(
     name="cifar10",
     tag="c10",
@@ -63,6 +94,8 @@ CIFAR10 = DatasetSpec(
     input_size=32,
     color_mode="RGB",
     background=255,
+    hub_id="uoft-cs/cifar10",
+    bibtex=_CIFAR_BIBTEX,
 )
 
 CIFAR100 = DatasetSpec(
@@ -78,7 +111,8 @@ CIFAR100 = DatasetSpec(
         "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
         "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
         "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
-        "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+        "squirrel", "streetcar", "sunflower", "sweet_pepper", "table",
+        "tank", "telephone", "television", "tiger", "tractor",
         "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
     ),  # fmt: skip
     mean=(0.5071, 0.4865, 0.4409),
@@ -86,6 +120,8 @@ CIFAR100 = DatasetSpec(
     input_size=32,
     color_mode="RGB",
     background=255,
+    hub_id="uoft-cs/cifar100",
+    bibtex=_CIFAR_BIBTEX,
 )
 
 FASHION_MNIST = DatasetSpec(
@@ -98,15 +134,13 @@ FASHION_MNIST = DatasetSpec(
     input_size=28,
     color_mode="L",
     background=0,  # white garments on black
+    hub_id="zalando-datasets/fashion_mnist",
+    bibtex=_FASHION_MNIST_BIBTEX,
 )
 
 # ImageNet statistics, kept by transfer models whose backbone was trained with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# The validation split zoo recipes hold out of the training set (data.val_size, seeded with train.seed = 0):
-# best epochs are chosen on it, and `cifarzoo eval --split val` / `calibrate` read the same images.
-VAL_SIZE = 5000
 
 DATASETS: dict[str, DatasetSpec] = {spec.tag: spec for spec in (CIFAR10, CIFAR100, FASHION_MNIST)}
 

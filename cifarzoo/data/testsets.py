@@ -9,9 +9,7 @@ classes, or no labels at all. Folder names and CSV labels are matched to the mod
 from __future__ import annotations
 
 import csv
-import errno
 import os
-import re
 import zipfile
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from cifarzoo.config import PreprocessConfig
-from cifarzoo.data.files import is_image_file
+from cifarzoo.data.files import scan_class_folders
 from cifarzoo.errors import CifarzooError, display_path
 
 # Canonical class name -> other names people give its folder or label. Matching ignores case and every
@@ -64,9 +62,6 @@ CLASS_SYNONYMS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "aquarium_fish": ("goldfish",),
     }
 )
-
-# Folders inside a test-set folder that are never classes (tool and OS droppings).
-IGNORED_FOLDERS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information"})
 
 # Column names a labels CSV header may use, in order of preference.
 PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "img", "id")
@@ -208,38 +203,6 @@ class TestSet:
 # A folder: class subfolders (labeled) or image files directly inside (unlabeled)
 
 
-def _natural_key(text: str) -> list[Any]:
-    # "img2" before "img10": digit runs compare as numbers. re.split with a group alternates text and digits,
-    # so ints and strs never meet at the same position.
-    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", text)]
-
-
-def _walk_images(top: str, skipped: list[dict[str, str]]) -> list[str]:
-    """Image files under ``top``, recursively, in natural order; symlinked folders are not followed (no loops).
-
-    Folders that cannot be listed are recorded in ``skipped`` instead of silently contributing nothing.
-    """
-
-    def on_error(exc: OSError) -> None:
-        skipped.append({"path": display_path(exc.filename or top), "reason": f"cannot list folder ({_os_reason(exc)})"})
-
-    found = []
-    for root, dirs, files in os.walk(top, onerror=on_error):
-        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=_natural_key)
-        found.extend(os.path.join(root, f) for f in sorted(files, key=_natural_key) if _is_listed_image(f))
-    return found
-
-
-def _is_listed_image(name: str) -> bool:
-    # Hidden files are no part of a test set; macOS leaves "._name.png" metadata twins that are not images.
-    return not name.startswith(".") and is_image_file(name)
-
-
-def _os_reason(exc: OSError) -> str:
-    reasons = {errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ELOOP: "symlink loop"}
-    return reasons.get(exc.errno or 0, exc.strerror or type(exc).__name__)
-
-
 def _file_ids(paths: Sequence[str], root: str) -> list[str]:
     """Ids for files: the path relative to ``root`` with ``/`` separators and without its extension (``1.png``
     -> ``1``, the competition-submission form), or with the extension when dropping it would make two equal."""
@@ -254,20 +217,18 @@ def read_custom_dir(root: str | os.PathLike, classes: Sequence[str], ignore_unkn
     Subfolder names are matched to ``classes`` by :class:`ClassMatcher`. A subfolder that matches no class is
     an error listing it beside the model's classes, unless ``ignore_unknown`` (then its files are listed in
     ``ignored``). Subfolders are searched recursively. Image files lying next to class subfolders are ignored.
+    Which subfolders are classes and which files are images is :func:`~cifarzoo.data.files.scan_class_folders`'s
+    rule, shared with training: no hidden folders, ``__MACOSX`` and the like, or folders without images.
     """
     root = os.fspath(root)
     shown = display_path(root)
     if not os.path.isdir(root):
         raise CifarzooError(f"{shown}: not a folder")
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: _natural_key(e.name))
-    except OSError as exc:
-        raise CifarzooError(f"{shown}: cannot list folder ({_os_reason(exc)})") from None
-    skipped: list[dict[str, str]] = []
-    folders = [e for e in entries if _is_dir(e) and not e.name.startswith(".") and e.name not in IGNORED_FOLDERS]
-    loose = [e.path for e in entries if not _is_dir(e) and _is_listed_image(e.name)]
-    per_folder = {e.name: _walk_images(e.path, skipped) for e in folders}
-    per_folder = {name: files for name, files in per_folder.items() if files}  # an empty folder is no class
+    # The same scan as training's load_image_folder, so both see the same classes, files and order.
+    scan = scan_class_folders(root)
+    skipped = [{"path": path, "reason": reason} for path, reason in scan.skipped]
+    loose = scan.loose
+    per_folder = scan.files
 
     if not per_folder:
         if not loose:
@@ -297,13 +258,6 @@ def read_custom_dir(root: str | os.PathLike, classes: Sequence[str], ignore_unkn
         raise CifarzooError(f"{shown}: every class subfolder was ignored; nothing to evaluate")
     return TestSet(shown, tuple(classes), _file_ids(paths, root), np.asarray(labels), paths=paths,
                    ignored=ignored, skipped=skipped)
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()  # follows symlinks: a symlinked class folder counts
-    except OSError:  # a symlink loop, or no permission to stat
-        return False
 
 
 # ----------------------------------------------------------------------------------------------------------

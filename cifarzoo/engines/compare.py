@@ -188,7 +188,10 @@ def plot_comparison(runs: Sequence[Run], out: str | os.PathLike, title: str | No
             if not values:
                 continue
             split = key.split("_")[0]
-            ax.plot(epochs, values, style, color=colour, label=f"{run.name} {split}", marker="." if len(values) < 30 else None)
+            ax.plot(
+                epochs, values, style, color=colour, label=f"{run.name} {split}",
+                marker="." if len(values) < 30 else None,
+            )
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss (train dashed, val solid)")
     ax_acc.set(xlabel="epoch", ylabel="top-1 %", title="accuracy (train: augmented batches)")
     if with_norms:

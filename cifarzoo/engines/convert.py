@@ -31,7 +31,10 @@ WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.", "net.")
 # torch's weights_only refusal (2.6+ wording) is a paragraph of advice around the reason: the reason follows
 # "WeightsUnpickler error:" (or, in some versions, the "trusted source." sentence) and ends before the advice
 # to allowlist the class or read the docs.
-_REASON_STARTS: tuple[re.Pattern[str], ...] = (re.compile(r"^.*WeightsUnpickler error:\s*"), re.compile(r"^.*?trusted source\.\s*"))
+_REASON_STARTS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"^.*WeightsUnpickler error:\s*"),
+    re.compile(r"^.*?trusted source\.\s*"),
+)
 _REASON_END = re.compile(r"\s*(Please use `torch\.serialization|Check the documentation).*$")
 
 
@@ -63,7 +66,8 @@ def _load_failure(path: Path, exc: Exception) -> str:
         detail = _REASON_END.sub("", start.sub("", text, count=1) if start else text)
         return (
             f"{path}: refused: torch.load(weights_only=True) found pickled objects besides tensors, which could run "
-            f"code ({detail.strip() or 'no details'}); re-save only the weights with torch.save(model.state_dict(), PATH)"
+            f"code ({detail.strip() or 'no details'}); "
+            "re-save only the weights with torch.save(model.state_dict(), PATH)"
         )
     return f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {text or 'no details'})"
 

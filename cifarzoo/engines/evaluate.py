@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -223,7 +222,9 @@ class _MistakeKeeper:
         confidence = np.exp(log_probs.max(axis=1))
         wrong = np.flatnonzero(pred != labels)
         for i in wrong[np.argsort(-confidence[wrong], kind="stable")][: self.limit]:
-            self.kept.append(MisclassifiedExample(ids[i], images[i].copy(), int(labels[i]), int(pred[i]), float(confidence[i])))
+            self.kept.append(
+                MisclassifiedExample(ids[i], images[i].copy(), int(labels[i]), int(pred[i]), float(confidence[i]))
+            )
         self.kept.sort(key=lambda e: -e.confidence)
         del self.kept[self.limit :]
 
@@ -257,6 +258,7 @@ def evaluate_testset(
     logits_fn: LogitsFn,
     cfg: PreprocessConfig,
     testset: TestSet,
+    *,
     batch_size: int = 256,
     tta: str = "none",
     strict: bool = False,
@@ -300,7 +302,8 @@ def evaluate_testset(
     if len(testset) and not index_parts:
         first = skipped[0] if skipped else {"path": testset.name, "reason": "nothing to read"}
         raise CifarzooError(
-            f"{testset.name}: none of its {len(testset)} images could be read (first: {first['path']}: {first['reason']})"
+            f"{testset.name}: none of its {len(testset)} images could be read "
+            f"(first: {first['path']}: {first['reason']})"
         )
     num_classes = len(testset.classes)
     logits = np.concatenate(logits_parts) if logits_parts else np.zeros((0, num_classes), np.float32)
@@ -331,6 +334,7 @@ def evaluate_arrays(
     images: np.ndarray,
     labels: np.ndarray,
     classes: Sequence[str],
+    *,
     batch_size: int = 256,
     tta: str = "none",
 ) -> EvalReport:
@@ -340,7 +344,7 @@ def evaluate_arrays(
     if images.ndim != 4 or images.shape[1:3] != (size, size) or images.shape[3] != cfg.in_chans:
         raise ValueError(f"expected (N, {size}, {size}, {cfg.in_chans}) uint8 images, got {images.shape}")
     testset = TestSet.from_arrays(images, labels, classes, name="arrays")
-    return evaluate_testset(logits_fn, cfg, testset, batch_size, tta)
+    return evaluate_testset(logits_fn, cfg, testset, batch_size=batch_size, tta=tta)
 
 
 __all__ = [

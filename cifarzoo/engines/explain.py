@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw
 from torch import nn
 
 from cifarzoo.atomic import atomic_path
@@ -62,8 +63,9 @@ def grad_cam(
         with torch.enable_grad():
             x = x.detach().float().requires_grad_(True)  # also for frozen or parameter-free networks
             if layer is None:
-                activations = net.forward_features(x)
-                logits = net.forward_head(activations)
+                features: Any = net  # every zoo network has forward_features / forward_head (timm's split)
+                activations = features.forward_features(x)
+                logits = features.forward_head(activations)
             else:
                 activations, logits = _forward_with_hook(net, x, layer)
             num_classes = logits.shape[1]
@@ -113,12 +115,10 @@ def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, size: int = 224, alpha
     Upscaled with nearest-neighbour for the image (its real pixels stay visible) and bilinear for the map.
     """
     from matplotlib import colormaps
-    from PIL import Image
-
     gray = image_uint8[:, :, 0] if image_uint8.shape[-1] == 1 else None
-    base = Image.fromarray(gray if gray is not None else image_uint8[:, :, :3]).convert("RGB")
-    base = np.asarray(base.resize((size, size), Image.NEAREST), dtype=np.float32)
-    heat = Image.fromarray(heatmap.astype(np.float32)).resize((size, size), Image.BILINEAR)
+    picture = Image.fromarray(gray if gray is not None else image_uint8[:, :, :3]).convert("RGB")
+    base = np.asarray(picture.resize((size, size), Image.Resampling.NEAREST), dtype=np.float32)
+    heat = Image.fromarray(heatmap.astype(np.float32)).resize((size, size), Image.Resampling.BILINEAR)
     colours = colormaps["jet"](np.clip(np.asarray(heat), 0, 1))[:, :, :3] * 255.0
     return np.clip((1 - alpha) * base + alpha * colours, 0, 255).astype(np.uint8)
 
@@ -127,10 +127,8 @@ def save_explanation(
     path: str | os.PathLike, image_uint8: np.ndarray, heatmap: np.ndarray, title: str, size: int = 224
 ) -> Path:
     """Write the input and its Grad-CAM overlay side by side, with ``title`` above, as a PNG (atomically)."""
-    from PIL import Image, ImageDraw
-
     gray = image_uint8[:, :, 0] if image_uint8.shape[-1] == 1 else image_uint8[:, :, :3]
-    original = Image.fromarray(gray).convert("RGB").resize((size, size), Image.NEAREST)
+    original = Image.fromarray(gray).convert("RGB").resize((size, size), Image.Resampling.NEAREST)
     blended = Image.fromarray(overlay(image_uint8, heatmap, size))
     banner = 22
     canvas = Image.new("RGB", (2 * size + 8, size + banner), "white")
@@ -195,7 +193,9 @@ def explain(
     """
     source = resolve(model, backend="torch")
     if source.kind == "file":
-        raise CifarzooError(f"{model}: explain needs the torch weights (a folder with model.safetensors), not an export")
+        raise CifarzooError(
+            f"{model}: explain needs the torch weights (a folder with model.safetensors), not an export"
+        )
     net, config = load_checkpoint(source.path)
     class_index = None
     if class_name is not None:

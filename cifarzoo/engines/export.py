@@ -6,7 +6,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from cifarzoo.data.specs import DATASETS
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io import export as ex
 from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint
-from cifarzoo.io.layout import ONNX_FILES, TORCHSCRIPT_NAME
+from cifarzoo.io.layout import EXPORT_FORMATS, ONNX_FILES, TORCHSCRIPT_NAME, ExportFormat
 from cifarzoo.io.resolve import resolve
 from cifarzoo.runtime.onnx import OnnxModel
 from cifarzoo.runtime.torch_runner import TorchRunner
@@ -26,8 +25,6 @@ from cifarzoo.runtime.torchscript import TorchScriptModel
 
 log = logging.getLogger(__name__)
 
-Format = Literal["onnx", "torchscript"]
-FORMATS: tuple[str, ...] = get_args(Format)
 CALIBRATION_IMAGES = 512
 PARITY_INPUTS = 256
 
@@ -52,7 +49,10 @@ def _calibration_images(
             raise CifarzooError(f"{calib_dir}: no readable images to calibrate with")
         return np.stack(arrays)
     if config.dataset not in DATASETS:
-        raise CifarzooError(f"{config.name or config.arch}: int8 calibration needs --calib-dir (dataset {config.dataset!r} is not built in)")
+        raise CifarzooError(
+            f"{config.name or config.arch}: int8 calibration needs --calib-dir "
+            f"(dataset {config.dataset!r} is not built in)"
+        )
     data = load_dataset(config.dataset, "train", data_dir=data_dir)
     picks = np.random.default_rng(offset).choice(len(data), size=min(n, len(data)), replace=False)
     return data.images[np.sort(picks)]
@@ -61,7 +61,7 @@ def _calibration_images(
 def export(
     model: str | os.PathLike,
     *,
-    fmt: Format = "onnx",
+    fmt: ExportFormat = "onnx",
     out: str | os.PathLike | None = None,
     dtype: ex.Dtype = "fp32",
     opset: int | None = None,
@@ -77,8 +77,8 @@ def export(
     inputs and raises if it falls outside the tolerance (fp32: 1e-4 of the logit scale and identical top-1;
     int8: 99% top-1 agreement on real images).
     """
-    if fmt not in FORMATS:
-        raise CifarzooError(f"unknown format {fmt!r}; choose {' or '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise CifarzooError(f"unknown format {fmt!r}; choose {' or '.join(EXPORT_FORMATS)}")
     if dtype not in ONNX_FILES or (fmt == "torchscript" and dtype != "fp32"):
         raise CifarzooError(f"--dtype {dtype} is not available for {fmt} (onnx: fp32, fp16, int8; torchscript: fp32)")
     source = resolve(model)
@@ -113,10 +113,16 @@ def export(
     exported = Exported(result.path, fmt, dtype, result.exporter)
     if check:
         # int8 is judged on real images held out from calibration; fp32/fp16 on random ones.
-        images = _calibration_images(config, calib_dir, data_dir, PARITY_INPUTS, offset=CALIBRATION_IMAGES) if dtype == "int8" else None
+        images = (
+            _calibration_images(config, calib_dir, data_dir, PARITY_INPUTS, offset=CALIBRATION_IMAGES)
+            if dtype == "int8"
+            else None
+        )
         parity = ex.check_parity(TorchRunner(net), candidate, ex.parity_inputs(config, images, n=PARITY_INPUTS))
         exported.parity = parity
         if not parity.passes(dtype):
             result.path.unlink(missing_ok=True)  # a file that failed its check must not be picked up later
-            raise CifarzooError(f"{result.path}: {dtype} export fails its parity check ({parity.describe()}); not written")
+            raise CifarzooError(
+                f"{result.path}: {dtype} export fails its parity check ({parity.describe()}); not written"
+            )
     return exported

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cifarzoo.atomic import atomic_path
 from cifarzoo.errors import CifarzooError
 
 
-def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Any:
+def new_figure(
+    width: float, height: float, *, layout: Literal["constrained", "compressed", "tight"] | None = "constrained"
+) -> Any:
     """A ``matplotlib.figure.Figure`` of ``width`` x ``height`` inches on an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import math
 import os
 import shutil
@@ -20,16 +21,15 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cifarzoo._version import __version__
 from cifarzoo.atomic import atomic_write_text
 from cifarzoo.config import ModelConfig
-from cifarzoo.data.specs import DATASETS
+from cifarzoo.data.specs import DATASETS, VAL_SIZE, DatasetSpec
 from cifarzoo.engines.export import CALIBRATION_IMAGES, Exported, export
-from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint
-from cifarzoo.models.factory import count_flops, count_params
 from cifarzoo.errors import CifarzooError
+from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint
 from cifarzoo.io.hub import HUB_PREFIX, Upload, check_repo_id, upload_folder
 from cifarzoo.io.layout import (
     CARD_NAME,
@@ -41,6 +41,8 @@ from cifarzoo.io.layout import (
     TORCHSCRIPT_NAME,
     WEIGHTS_NAME,
 )
+from cifarzoo.models.factory import count_flops, count_params
+from cifarzoo.registry import ZOO
 
 LICENSE = "apache-2.0"
 TEMPLATE = "MODEL_CARD.md"
@@ -48,32 +50,6 @@ INT8_NAME = ONNX_FILES["int8"]
 # Run files that travel with the weights when the run has them.
 RUN_FILES: tuple[str, ...] = (CURVES_NAME, METRICS_NAME)
 
-
-@dataclass(frozen=True)
-class DatasetCard:
-    """What a card says about a built-in dataset: its Hub dataset id and how to cite it."""
-
-    hub_id: str
-    bibtex: str
-
-
-_CIFAR_BIBTEX = """@techreport{krizhevsky2009learning,
-  title       = {Learning Multiple Layers of Features from Tiny Images},
-  author      = {Krizhevsky, Alex},
-  institution = {University of Toronto},
-  year        = {2009}
-}"""
-
-DATASET_CARDS: Mapping[str, DatasetCard] = MappingProxyType({
-    "c10": DatasetCard("uoft-cs/cifar10", _CIFAR_BIBTEX),
-    "c100": DatasetCard("uoft-cs/cifar100", _CIFAR_BIBTEX),
-    "fm": DatasetCard("zalando-datasets/fashion_mnist", """@article{xiao2017fashion,
-  title   = {Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms},
-  author  = {Xiao, Han and Rasul, Kashif and Vollgraf, Roland},
-  journal = {arXiv preprint arXiv:1708.07747},
-  year    = {2017}
-}"""),
-})
 
 # ----------------------------------------------------------------------------------------------------------
 # Metrics: config keys are "<evaluation set>_<metric>" (test_top1, val_loss, cifar10.1_top1, photos_n, ...);
@@ -83,7 +59,7 @@ DATASET_CARDS: Mapping[str, DatasetCard] = MappingProxyType({
 METRIC_HEADS = frozenset({"top1", "top5", "loss", "n", "ece", "acc", "accuracy", "f1", "nll"})
 SET_TITLES: Mapping[str, str] = MappingProxyType({
     "test": "test",
-    "val": "val (5,000 images held out from train; chose the best epoch)",
+    "val": f"val ({VAL_SIZE:,} images held out from train; chose the best epoch)",
     "cifar10.1": "CIFAR-10.1",
     "cifar10_1": "CIFAR-10.1",
 })
@@ -121,7 +97,9 @@ def group_metrics(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         group, metric = split_metric_key(key)
         groups.setdefault(group, {})[metric] = value
     order = list(groups)
-    return dict(sorted(groups.items(), key=lambda kv: (kv[0] != "test", kv[0] != "val", kv[0] == "", order.index(kv[0]))))
+    return dict(
+        sorted(groups.items(), key=lambda kv: (kv[0] != "test", kv[0] != "val", kv[0] == "", order.index(kv[0])))
+    )
 
 
 def format_metric(metric: str, value: Any) -> str:
@@ -161,7 +139,6 @@ def render_model_card(
         license: an SPDX-style license id for the front matter.
     """
     spec = DATASETS.get(config.dataset or "")
-    dataset_card = DATASET_CARDS.get(config.dataset or "")
     dataset_title = spec.title if spec else (config.dataset or "a custom dataset")
     title = config.name or repo_id.split("/")[1]
     pre = config.preprocess
@@ -169,7 +146,7 @@ def render_model_card(
         f", ... ({config.num_classes} in all; config.json lists them)" if config.num_classes > 20 else ""
     )
     values = {
-        "front_matter": _front_matter(config, repo_id, title, dataset_title, dataset_card, license).strip(),
+        "front_matter": _front_matter(config, repo_id, title, dataset_title, spec, license).strip(),
         "title": title,
         "summary": _summary(config, repo_id, dataset_title, num_params),
         "num_classes": str(config.num_classes),
@@ -189,7 +166,7 @@ def render_model_card(
         if spec else f"# {dataset_title} is not built into cifarzoo: evaluate on your own labelled split",
         "repo_id": repo_id,
         "year": str(datetime.date.today().year),
-        "dataset_citation": ("\n" + dataset_card.bibtex) if dataset_card else "",
+        "dataset_citation": ("\n" + spec.bibtex) if spec and spec.bibtex else "",
     }
     return Template(read_template()).substitute(values)
 
@@ -200,11 +177,12 @@ def read_template() -> str:
 
 
 def _front_matter(
-    config: ModelConfig, repo_id: str, title: str, dataset_title: str, dataset_card: DatasetCard | None, license: str
+    config: ModelConfig, repo_id: str, title: str, dataset_title: str, spec: DatasetSpec | None, license: str
 ) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
-    dataset_id = dataset_card.hub_id if dataset_card else (config.dataset or "custom")
+    hub_id = spec.hub_id if spec else None
+    dataset_id = hub_id or config.dataset or "custom"
     results = []
     for group, metrics in group_metrics(config.metrics).items():
         if not group:
@@ -225,13 +203,12 @@ def _front_matter(
                 metric_value=float(value),
                 metric_name=f"{group} {metric_title}" + (" with flip TTA" if metric.endswith("flip_tta") else ""),
             ))
-    spec = DATASETS.get(config.dataset or "")
     tags = ["image-classification", "cifarzoo", "pytorch", "onnx", "safetensors", config.arch]
     tags += [spec.name if spec else config.dataset] if config.dataset else []
     data = ModelCardData(
         library_name="cifarzoo",
         license=license,
-        datasets=[dataset_card.hub_id] if dataset_card else None,
+        datasets=[hub_id] if hub_id else None,
         tags=list(dict.fromkeys(tags)),
         pipeline_tag="image-classification",
         model_name=title,
@@ -250,8 +227,6 @@ def _summary(config: ModelConfig, repo_id: str, dataset_title: str, num_params: 
     top1 = config.metrics.get("test_top1")
     if isinstance(top1, (int, float)) and math.isfinite(top1):
         lines.append(f"Test top-1: **{top1:.2f}%**.")
-    from cifarzoo.registry import ZOO
-
     if config.name in ZOO:
         lines.append(
             f"In cifarzoo's zoo as `{config.name}`: `cifarzoo.load(\"{config.name}\")` fetches these files "
@@ -327,8 +302,6 @@ def _toml_lines(data: Mapping[str, Any], prefix: str) -> list[str]:
 
 
 def _toml_value(value: Any) -> str:
-    import json
-
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
@@ -353,7 +326,9 @@ def _metrics_section(metrics: Mapping[str, Any]) -> str:
         ]
         parts.append(_table(("evaluation set", *(METRIC_TITLES.get(m, m) for m in columns)), rows))
     if "" in groups:
-        parts.append(_table(("", "value"), [(METRIC_TITLES.get(m, m), format_metric(m, v)) for m, v in groups[""].items()]))
+        parts.append(
+            _table(("", "value"), [(METRIC_TITLES.get(m, m), format_metric(m, v)) for m, v in groups[""].items()])
+        )
     parts.append(
         "Accuracies are percentages. The best epoch was chosen on the val split; the test split was evaluated "
         "once, at the end. Every number was measured by cifarzoo on these weights."
@@ -366,7 +341,7 @@ def _files_section(files: Mapping[str, str], left_out: tuple[str, ...]) -> str:
     return "\n\n".join([table, *left_out])
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     def line(cells: tuple[str, ...]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -478,7 +453,7 @@ def _describe_files(names: list[str], exports: Mapping[str, Exported]) -> dict[s
         text = _FILE_TEXT.get(name, name)
         result = exports.get(name)
         if result is not None and result.parity is not None:
-            text += f"; parity vs torch: {result.parity.describe()}"  # type: ignore[attr-defined]
+            text += f"; parity vs torch: {result.parity.describe()}"
         described[name] = text
     return described
 
@@ -510,5 +485,7 @@ def publish(
         upload = None
         if not dry_run:
             what = f"{built.config.name or built.config.arch} ({len(built.files)} files)"
-            upload = upload_folder(built.path, repo_id, private=private, commit_message=f"cifarzoo {__version__}: publish {what}")
+            upload = upload_folder(
+                built.path, repo_id, private=private, commit_message=f"cifarzoo {__version__}: publish {what}"
+            )
     return Published(built, upload)

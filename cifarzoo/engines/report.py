@@ -14,11 +14,11 @@ import json
 import os
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
-from cifarzoo.atomic import atomic_path, atomic_write_text
+from cifarzoo.atomic import atomic_write_text
 from cifarzoo.engines.evaluate import EvalReport
 from cifarzoo.engines.figures import new_figure, save_figure
 from cifarzoo.io.layout import (

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cifarzoo.atomic import atomic_path, atomic_write_text
@@ -32,8 +34,6 @@ def save_checkpoint(
 
     ``dtype`` (e.g. ``torch.float16``) casts floating-point tensors to shrink the file; loading casts back.
     """
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     tensors = {
         key: (t.to(dtype) if dtype is not None and t.is_floating_point() else t).detach().cpu().contiguous()
@@ -59,9 +59,6 @@ def load_config(directory: str | os.PathLike) -> ModelConfig:
 
 def load_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of ``directory/model.safetensors``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(directory) / WEIGHTS_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")

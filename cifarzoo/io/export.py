@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -19,12 +19,12 @@ from torch import nn
 
 from cifarzoo.atomic import atomic_path
 from cifarzoo.config import ModelConfig
-from cifarzoo.io.layout import ONNX_CONFIG_KEY
-from cifarzoo.io.layout import CONFIG_NAME
+from cifarzoo.data.preprocess import normalize
+from cifarzoo.io.layout import CONFIG_NAME, ONNX_CONFIG_KEY, ExportDtype
 
 log = logging.getLogger(__name__)
 
-Dtype = Literal["fp32", "fp16", "int8"]
+Dtype = ExportDtype
 DEFAULT_OPSET = 18
 
 
@@ -39,7 +39,9 @@ def _example_input(config: ModelConfig, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, config.in_chans, size, size)
 
 
-def export_onnx(net: nn.Module, config: ModelConfig, path: str | os.PathLike, opset: int = DEFAULT_OPSET) -> ExportResult:
+def export_onnx(
+    net: nn.Module, config: ModelConfig, path: str | os.PathLike, opset: int = DEFAULT_OPSET
+) -> ExportResult:
     """fp32 ONNX with a dynamic batch axis (input ``input``, output ``logits``).
 
     Uses the torch.export-based exporter; falls back to the TorchScript-based one only if that fails, and
@@ -47,7 +49,7 @@ def export_onnx(net: nn.Module, config: ModelConfig, path: str | os.PathLike, op
     """
     import onnx
 
-    net = net.eval().to("cpu", memory_format=torch.contiguous_format)
+    net = net.eval().to("cpu").to(memory_format=torch.contiguous_format)
     x = _example_input(config)
     with atomic_path(path) as tmp:
         try:
@@ -55,6 +57,8 @@ def export_onnx(net: nn.Module, config: ModelConfig, path: str | os.PathLike, op
                 net, (x,), dynamo=True, input_names=["input"], output_names=["logits"], opset_version=opset,
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},), verbose=False,
             )
+            if program is None:  # dynamo=True always returns a program; None would be an exporter bug
+                raise RuntimeError("torch.onnx.export returned no program")
             program.save(str(tmp))
             exporter = "dynamo"
         except Exception as exc:  # the new exporter raises many types on unsupported graphs
@@ -115,7 +119,11 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
 
         model = onnx.load(str(tmp))
         meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-        _set_metadata(model, ModelConfig.from_dict(json.loads(meta[ONNX_CONFIG_KEY])), meta.get("cifarzoo.exporter", "?") + "+int8")
+        _set_metadata(
+            model,
+            ModelConfig.from_dict(json.loads(meta[ONNX_CONFIG_KEY])),
+            meta.get("cifarzoo.exporter", "?") + "+int8",
+        )
         onnx.save(model, str(tmp))
     Path(dst).with_suffix(".pre.onnx").unlink(missing_ok=True)
     return Path(dst)
@@ -123,7 +131,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, calibration: n
 
 def export_torchscript(net: nn.Module, config: ModelConfig, path: str | os.PathLike) -> ExportResult:
     """A traced TorchScript module (traces are checked against eager on fresh inputs), config inside."""
-    net = net.eval().to("cpu", memory_format=torch.contiguous_format)
+    net = net.eval().to("cpu").to(memory_format=torch.contiguous_format)
     x = _example_input(config)
     with torch.no_grad():
         traced = torch.jit.trace(net, x, check_trace=True, check_inputs=[(_example_input(config, 3),)])
@@ -159,8 +167,6 @@ class Parity:
 
 def parity_inputs(config: ModelConfig, images: np.ndarray | None = None, n: int = 256, seed: int = 0) -> np.ndarray:
     """Normalised inputs for parity checks: real images when given, else random uint8 images."""
-    from cifarzoo.data.preprocess import normalize
-
     if images is None:
         size = config.preprocess.input_size
         images = np.random.default_rng(seed).integers(0, 256, (n, size, size, config.in_chans), dtype=np.uint8)
@@ -174,7 +180,9 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> Parity:
     return Parity(len(reference), float(diff.max()), float(diff.max()) / scale, agree)
 
 
-def check_parity(reference_fn: Any, candidate_fn: Any, inputs: Iterable[np.ndarray] | np.ndarray, batch: int = 128) -> Parity:
+def check_parity(
+    reference_fn: Any, candidate_fn: Any, inputs: Iterable[np.ndarray] | np.ndarray, batch: int = 128
+) -> Parity:
     """Run both logit functions over ``inputs`` in batches and compare."""
     inputs = np.asarray(inputs, dtype=np.float32)
     ref = np.concatenate([reference_fn(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])

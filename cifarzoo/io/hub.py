@@ -193,7 +193,9 @@ def _fetch(model: HubModel, names: tuple[str, ...]) -> dict[str, Path]:
         )
     folders = {path.parent for path in paths.values()}
     if len(folders) != 1:  # a branch moved between two downloads
-        raise CheckpointError(f"{model.label}: files came from different commits of {model.repo_id}; pin one with @REVISION")
+        raise CheckpointError(
+            f"{model.label}: files came from different commits of {model.repo_id}; pin one with @REVISION"
+        )
     return paths
 
 
@@ -206,7 +208,8 @@ def _check_pin(model: HubModel, name: str, path: Path) -> None:
         verify_sha256(path, model.sha256[name])
     except CheckpointError as exc:
         raise CheckpointError(
-            f"{model.label}: {name}: {exc}; the cached file is corrupt or the repo changed: delete it and download again"
+            f"{model.label}: {name}: {exc}; the cached file is corrupt or the repo changed: "
+            "delete it and download again"
         ) from None
 
 
@@ -214,8 +217,8 @@ def _hub_error(model: HubModel, exc: Exception) -> Exception:
     """A one-line :class:`CifarzooError` for the Hub's known failures; ``exc`` itself for anything else."""
     from huggingface_hub.utils import (
         GatedRepoError,
-        HFValidationError,
         HfHubHTTPError,
+        HFValidationError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
@@ -278,7 +281,9 @@ def upload_folder(folder: str | Path, repo_id: str, private: bool = False, commi
 def _is_network_or_hub_error(exc: Exception) -> bool:
     # huggingface_hub's HTTP stack changed (requests, then httpx), so match by origin instead of by class.
     origin = type(exc).__module__.split(".")[0]
-    return isinstance(exc, OSError) or origin in {"huggingface_hub", "requests", "urllib3", "httpx", "httpx2", "httpcore"}
+    return isinstance(exc, OSError) or origin in {
+        "huggingface_hub", "requests", "urllib3", "httpx", "httpx2", "httpcore"
+    }
 
 
 def _first_line(exc: BaseException) -> str:

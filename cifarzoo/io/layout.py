@@ -7,6 +7,8 @@ backends, export, Hub download and publish, training) takes the names from here.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
@@ -29,3 +31,9 @@ REPORT_PREDICTIONS_NAME = "predictions.csv"
 REPORT_CONFUSION_NAME = "confusion.png"
 REPORT_RELIABILITY_NAME = "reliability.png"
 REPORT_MISCLASSIFIED_NAME = "misclassified.png"
+
+# Export formats and ONNX precisions: `cifarzoo export --format/--dtype` and the exporters take them from here.
+ExportFormat = Literal["onnx", "torchscript"]
+ExportDtype = Literal["fp32", "fp16", "int8"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+EXPORT_DTYPES: tuple[str, ...] = get_args(ExportDtype)

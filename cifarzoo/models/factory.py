@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cifarzoo.errors import ConfigError
 from cifarzoo.models.resnet import CifarResNet
@@ -43,8 +44,6 @@ def count_flops(model: nn.Module, input_size: int, in_chans: int) -> int:
 
     Only matrix work (convolutions, linear layers) is counted; elementwise ops, pooling and resizing are not.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     was_training = model.training
     model.eval()
     try:

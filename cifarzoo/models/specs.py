@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
+
+from cifarzoo.errors import UnknownModelError
+
+# What a transfer model trains: everything, or only its new classifier.
+FreezeMode = Literal["none", "all-but-head"]
+FREEZE_MODES: tuple[str, ...] = get_args(FreezeMode)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,4 @@ def get_arch_spec(arch: str) -> ArchSpec:
     try:
         return ARCHS[arch]
     except KeyError:
-        from cifarzoo.errors import UnknownModelError
-
         raise UnknownModelError(f"unknown arch {arch!r}; known archs: {', '.join(ARCHS)}") from None

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cifarzoo.models.specs import TorchvisionResNetSpec
-
-FreezeMode = Literal["none", "all-but-head"]
-FREEZE_MODES: tuple[str, ...] = ("none", "all-but-head")
+from cifarzoo.models.specs import FREEZE_MODES, FreezeMode, TorchvisionResNetSpec
 
 
 class TorchvisionResNetTransfer(nn.Module):

@@ -54,6 +54,9 @@ def _cpu_threads() -> int:
 class OnnxModel(Predictor):
     """An ONNX model on onnxruntime. Uses IOBinding on CUDA so outputs are fetched in one copy."""
 
+    file_name = ONNX_NAME
+    export_format = "onnx"
+
     def __init__(self, path: str | os.PathLike, config: ModelConfig, device: str = "auto"):
         import onnxruntime as ort
 
@@ -87,14 +90,6 @@ class OnnxModel(Predictor):
         if ONNX_CONFIG_KEY not in meta:
             raise CheckpointError(f"{path}: no {CONFIG_NAME} beside it and no {ONNX_CONFIG_KEY} metadata inside")
         return cls(path, ModelConfig.from_dict(json.loads(meta[ONNX_CONFIG_KEY])), device)
-
-    @classmethod
-    def from_dir(cls, directory: Path, device: str = "auto") -> OnnxModel:
-        if not (directory / ONNX_NAME).is_file():
-            raise CheckpointError(
-                f"{directory}: no {ONNX_NAME}; create it with `cifarzoo export {directory} --format onnx`"
-            )
-        return cls(directory / ONNX_NAME, ModelConfig.load(directory / CONFIG_NAME), device)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

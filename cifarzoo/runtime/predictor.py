@@ -11,15 +11,18 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from cifarzoo.config import ModelConfig, PreprocessConfig
 from cifarzoo.data.preprocess import ImageInput, normalize, path_of, try_load_uint8
 from cifarzoo.data.tta import LogitsFn
-from cifarzoo.errors import ImageReadError
+from cifarzoo.errors import CheckpointError, ImageReadError
 
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 
 @dataclass
@@ -112,6 +115,7 @@ def predict_images(
     logits_fn: LogitsFn,
     config: ModelConfig,
     images: Iterable[ImageInput],
+    *,
     topk: int = 5,
     batch_size: int = 256,
     strict: bool = False,
@@ -138,6 +142,25 @@ class Predictor:
     """
 
     config: ModelConfig
+    # The file a backend reads from a model folder, and the `cifarzoo export --format` that writes it.
+    file_name: ClassVar[str] = ""
+    export_format: ClassVar[str] = ""
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str = "auto") -> Self:
+        """Load one exported file; backends that read files override this."""
+        raise NotImplementedError(f"{cls.__name__} does not load exported files")
+
+    @classmethod
+    def from_dir(cls, directory: str | os.PathLike, device: str = "auto") -> Self:
+        """The backend's file in a model folder (``model.onnx``, ``model.torchscript.pt``)."""
+        directory = Path(directory)
+        if not (directory / cls.file_name).is_file():
+            raise CheckpointError(
+                f"{directory}: no {cls.file_name}; create it with "
+                f"`cifarzoo export {directory} --format {cls.export_format}`"
+            )
+        return cls.from_file(directory / cls.file_name, device)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -147,7 +170,7 @@ class Predictor:
         """Logits for a normalised float32 ``(N, C, H, W)`` batch."""
         raise NotImplementedError
 
-    def predict(self, images: Any, topk: int = 5, batch_size: int = 256) -> list[Prediction]:
+    def predict(self, images: Any, *, topk: int = 5, batch_size: int = 256) -> list[Prediction]:
         """Top-k labels for image files, PIL images or ``(H, W[, C])`` uint8 arrays (one or a list).
 
         Images go through the model's own preprocessing (decode, convert, resize policy, normalise). An
@@ -155,7 +178,8 @@ class Predictor:
         """
         if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence):
             images = [images]
-        return predict_images(self.logits, self.config, images, topk, batch_size, strict=True).predictions
+        result = predict_images(self.logits, self.config, images, topk=topk, batch_size=batch_size, strict=True)
+        return result.predictions
 
 
 __all__ = ["Prediction", "PredictResult", "Predictor", "decode_stream", "predict_images", "predictions_from_logits"]

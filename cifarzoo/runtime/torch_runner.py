@@ -114,7 +114,8 @@ class TorchRunner:
         with self._session():
             for chunk in images.split(batch_size):
                 x = normalize(chunk, cfg)
-                outputs.append(sum(self._forward(torch_tta_view(x, view)) * view.weight for view in views))
+                views_logits = [self._forward(torch_tta_view(x, view)) * view.weight for view in views]
+                outputs.append(torch.stack(views_logits).sum(0))
         return torch.cat(outputs) if outputs else torch.zeros(0, 0, device=images.device)
 
 

@@ -20,6 +20,9 @@ from cifarzoo.runtime.torch_runner import TorchRunner, torch_device
 class TorchScriptModel(Predictor):
     """A traced TorchScript module (``model.torchscript.pt``), with its config stored inside the file."""
 
+    file_name = TORCHSCRIPT_NAME
+    export_format = "torchscript"
+
     def __init__(self, module: Any, config: ModelConfig, device: str = "cpu"):
         self.module = module
         self.config = config
@@ -38,14 +41,6 @@ class TorchScriptModel(Predictor):
         if not extra[CONFIG_NAME]:
             raise CheckpointError(f"{path}: no {CONFIG_NAME} inside; export it with `cifarzoo export`")
         return cls(module, ModelConfig.from_dict(json.loads(extra[CONFIG_NAME])), device)
-
-    @classmethod
-    def from_dir(cls, directory: Path, device: str = "cpu") -> TorchScriptModel:
-        if not (directory / TORCHSCRIPT_NAME).is_file():
-            raise CheckpointError(
-                f"{directory}: no {TORCHSCRIPT_NAME}; create it with `cifarzoo export {directory} --format torchscript`"
-            )
-        return cls.from_file(directory / TORCHSCRIPT_NAME, device)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.runner(batch)

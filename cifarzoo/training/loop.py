@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from cifarzoo.atomic import atomic_write_text
 from cifarzoo.config import ModelConfig, PreprocessConfig
 from cifarzoo.data.datasets import ArrayDataset, load_dataset, load_image_folder, train_val_split
-from cifarzoo.data.specs import IMAGENET_MEAN, IMAGENET_STD, get_dataset_spec
+from cifarzoo.data.specs import get_dataset_spec
 from cifarzoo.engines.evaluate import EvalReport, compute_report
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.checkpoint import build, load_weights, save_checkpoint
@@ -66,7 +66,9 @@ def _to_device(ds: ArrayDataset, device: torch.device) -> tuple[torch.Tensor, to
     return images, torch.from_numpy(ds.labels).to(device)
 
 
-def prepare_data(recipe: Recipe, device: torch.device, data_dir: str | None = None, download: bool = False) -> TrainData:
+def prepare_data(
+    recipe: Recipe, device: torch.device, data_dir: str | None = None, download: bool = False
+) -> TrainData:
     """Load the recipe's dataset, split off the seeded validation set, and put everything on ``device``."""
     cfg = recipe.data
     if cfg.dataset == "folder":
@@ -85,7 +87,9 @@ def prepare_data(recipe: Recipe, device: torch.device, data_dir: str | None = No
         tag = spec.tag
     if cfg.val_size >= len(full):
         raise CifarzooError(f"data.val_size={cfg.val_size} leaves no training data in {full.name} ({len(full)} images)")
-    train, val = train_val_split(full, cfg.val_size, seed=recipe.train.seed) if cfg.val_size else (full, full.subset([]))
+    train, val = (
+        train_val_split(full, cfg.val_size, seed=recipe.train.seed) if cfg.val_size else (full, full.subset([]))
+    )
     if cfg.train_subset:
         train = train.subset(np.arange(min(cfg.train_subset, len(train))))
     if cfg.test_subset and test is not None:
@@ -157,7 +161,7 @@ class Trainer:
         pretrained = recipe.model.pretrained
         self.net = build(self.config, pretrained=True if pretrained == "torchvision" else (pretrained or False))
         memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
-        self.net.to(self.device, memory_format=memory_format)
+        self.net.to(self.device).to(memory_format=memory_format)
         self.memory_format = memory_format
 
         world, n_train = ctx.world_size, len(data.train_labels)
@@ -173,8 +177,10 @@ class Trainer:
                                    tcfg.epochs * self.steps_per_epoch, self.steps_per_epoch)
         self.ema = build_ema(self.net, tcfg.ema_decay)
         self.scaler = torch.amp.GradScaler("cuda") if tcfg.precision == "fp16" else None
-        self.augment = BatchAugment(data.train_images, self.config.preprocess, recipe.data.crop_padding, recipe.data.flip,
-                                    recipe.data.cutout, recipe.data.auto_augment, recipe.data.augment_group)
+        self.augment = BatchAugment(
+            data.train_images, self.config.preprocess, recipe.data.crop_padding, recipe.data.flip,
+            recipe.data.cutout, recipe.data.auto_augment, recipe.data.augment_group,
+        )
         self.teacher = None
         if recipe.distill.teacher:
             self.teacher = load_teacher(recipe.distill.teacher, self.config, self.device,
@@ -185,7 +191,7 @@ class Trainer:
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         if tcfg.compile:
-            self.model = torch.compile(self.model)
+            self.model = cast(nn.Module, torch.compile(self.model))
         self.start_epoch = 1
         self.best = {"val_top1": -1.0, "epoch": 0}
 
@@ -213,7 +219,11 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         saved = state.get("teacher_checksum")
-        if self.teacher is not None and saved is not None and not math.isclose(saved, self.teacher.checksum(), rel_tol=1e-9):
+        if (
+            self.teacher is not None
+            and saved is not None
+            and not math.isclose(saved, self.teacher.checksum(), rel_tol=1e-9)
+        ):
             raise CifarzooError(
                 f"distill.teacher={self.recipe.distill.teacher} is not the teacher this run started with (its weights "
                 "changed); resuming would distil from another network"
@@ -227,7 +237,7 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.net
 
     # ------------------------------------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
         tcfg, ctx = self.recipe.train, self.ctx
         data_gen = torch.Generator(device=self.device).manual_seed(_epoch_seed(tcfg.seed, epoch, 0))
         torch.manual_seed(_epoch_seed(tcfg.seed, epoch, 1 + ctx.rank))  # dropout
@@ -284,7 +294,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         totals = ctx.all_reduce_sum(torch.stack([loss_sum, correct, kd_sum]).float())
         seen = self.steps_per_epoch * self.rank_batch * ctx.world_size
-        row = {
+        row: dict[str, Any] = {
             "train_loss": float(totals[0] / seen),
             "train_top1": float(totals[1] / seen * 100),
             "lr": lr,
@@ -356,7 +366,7 @@ class Trainer:
         runner = TorchRunner(self.eval_net, dtype=self.amp_dtype, channels_last=tcfg.channels_last)
         logits = runner.uint8_logits(images[mine], self.config.preprocess, batch_size=tcfg.eval_batch_size, tta=tta)
         if ctx.distributed:
-            gathered = [None] * ctx.world_size
+            gathered: list[Any] = [None] * ctx.world_size
             torch.distributed.all_gather_object(gathered, (mine.cpu(), logits.cpu()))
             index = torch.cat([g[0] for g in gathered])
             logits = torch.cat([g[1] for g in gathered])[index.argsort()]
@@ -388,21 +398,24 @@ class Trainer:
     def finish(self) -> TrainResult:
         """Evaluate the best-on-val weights once on the test split and record the final metrics."""
         ctx = self.ctx
-        best_weights = load_weights(self.run_dir) if ctx.is_main else None
-        best_weights = ctx.broadcast_object(best_weights)
+        best_weights = cast(
+            dict[str, torch.Tensor], ctx.broadcast_object(load_weights(self.run_dir) if ctx.is_main else None)
+        )
         self.eval_net.load_state_dict(best_weights)
         tta = self.recipe.train.tta
         # Epochs were compared without TTA (cheaper); the final numbers use the recipe's TTA.
         val = self.evaluate(self.data.val_images, self.data.val_labels, tta) if len(self.data.val_labels) else None
         metrics = {"val_top1": val.top1 if val else float("nan"), "val_loss": val.loss if val else float("nan"),
                    "best_epoch": self.best["epoch"], "epochs": self.recipe.train.epochs}
-        if self.data.test_images is not None:
+        if self.data.test_images is not None and self.data.test_labels is not None:
             test = self.evaluate(self.data.test_images, self.data.test_labels, tta)
             metrics.update(test_top1=test.top1, test_top5=test.top5, test_loss=test.loss, test_n=test.n)
         if ctx.is_main:
             self.config = self.config.replace(metrics=metrics)
             save_checkpoint(self.eval_net.state_dict(), self.config, self.run_dir)
-            run_files.plot_curves(self.run_dir, f"{self.recipe.name}: test top-1 {metrics.get('test_top1', float('nan')):.2f}%")
+            run_files.plot_curves(
+                self.run_dir, f"{self.recipe.name}: test top-1 {metrics.get('test_top1', float('nan')):.2f}%"
+            )
         return TrainResult(self.run_dir, int(self.best["epoch"]), metrics)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -13,12 +14,13 @@ from cifarzoo.training.recipe import OptimSection, ScheduleSection
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict[str, Any]]:
     """Two groups: weights that decay, and (unless asked) BatchNorm/bias parameters that do not."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in model.parameters():
         if not param.requires_grad:
             continue
         (decay if decay_norm_and_bias or param.ndim > 1 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+    groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     return groups
@@ -30,7 +32,9 @@ def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimize
     wd = 0.0 if cfg.l2_in_loss else cfg.weight_decay
     groups = param_groups(model, wd, cfg.decay_norm_and_bias)
     factories: dict[str, Callable[[], torch.optim.Optimizer]] = {
-        "sgd": lambda: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0),
+        "sgd": lambda: torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0
+        ),
         "adam": lambda: torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas),
         "adamw": lambda: torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas),
     }
@@ -53,7 +57,14 @@ class LRSchedule:
     val-loss improvement and keeps that state in :meth:`state_dict`.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleSection, base_lr: float, total_steps: int, steps_per_epoch: int):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        cfg: ScheduleSection,
+        base_lr: float,
+        total_steps: int,
+        steps_per_epoch: int,
+    ):
         self.optimizer = optimizer
         self.cfg = cfg
         self.base_lr = base_lr
@@ -111,7 +122,7 @@ class LRSchedule:
 
 
 @torch.no_grad()
-def sam_perturb(params: list[torch.Tensor], rho: float) -> list[torch.Tensor]:
+def sam_perturb(params: Sequence[torch.Tensor], rho: float) -> list[torch.Tensor]:
     """Sharpness-Aware Minimisation's ascent step (Foret et al., 2021): move each weight by
     ``rho * g / ||g||`` and return the offsets, so :func:`sam_restore` can undo them after the second pass."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -126,7 +137,7 @@ def sam_perturb(params: list[torch.Tensor], rho: float) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def sam_restore(params: list[torch.Tensor], offsets: list[torch.Tensor]) -> None:
+def sam_restore(params: Sequence[torch.Tensor], offsets: Sequence[torch.Tensor]) -> None:
     for p, e in zip(params, offsets):
         p.sub_(e)
 
@@ -140,8 +151,6 @@ class WeightEMA:
     """
 
     def __init__(self, model: nn.Module, decay: float):
-        import copy
-
         self.decay = decay
         self.updates = 0
         self.module = copy.deepcopy(model).eval().requires_grad_(False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import difflib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from cifarzoo.data.specs import DATASET_NAMES, VAL_SIZE
+from cifarzoo.data.tta import TtaMode
 from cifarzoo.errors import ConfigError
 from cifarzoo.io.layout import RECIPE_NAME
+from cifarzoo.models.specs import ARCHS, FreezeMode
 from cifarzoo.releases import RecipeRef
-from cifarzoo.typed import build_dataclass
+from cifarzoo.typed import build_dataclass, read_document
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,7 +40,7 @@ class ModelSection:
     arch: str = "resnet26"
     drop_rate: float = 0.0  # dropout probability before the classifier
     se: bool = False  # Squeeze-and-Excitation gates in every block (CIFAR ResNets)
-    freeze: Literal["none", "all-but-head"] = "none"  # tv_resnet50 only
+    freeze: FreezeMode = "none"  # tv_resnet50 only
     pretrained: str = ""  # tv_resnet50 only: ImageNet weights .pth path, or "torchvision" for its cache
 
 
@@ -44,10 +48,10 @@ class ModelSection:
 class DataSection:
     """Where the images come from and how they are augmented (on the training device, per batch)."""
 
-    dataset: str = "cifar10"  # cifar10 | cifar100 | fashion-mnist | folder
+    dataset: str = "cifar10"  # one of DATASET_NAMES, or "folder"
     train_dir: str = ""  # dataset = "folder": one subfolder per class
     test_dir: str = ""  # dataset = "folder": optional held-out test folder
-    val_size: int = 5000  # examples split off the training set (seeded) to choose the best epoch
+    val_size: int = VAL_SIZE  # examples split off the training set (seeded) to choose the best epoch
     train_subset: int = 0  # use only this many training examples (0 = all); for smoke tests
     test_subset: int = 0  # evaluate only this many test examples (0 = all); for smoke tests
     crop_padding: int = 4  # random crop after reflect padding by this many pixels (0 = off)
@@ -102,7 +106,7 @@ class TrainSection:
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms: reproducible, slower
     eval_batch_size: int = 512
-    tta: Literal["none", "flip"] = "none"  # test-time augmentation for val/test evaluation
+    tta: TtaMode = "none"  # test-time augmentation for the final val/test evaluation
     log_grad_norms: bool = False  # record per-stage gradient norms in metrics.jsonl
 
 
@@ -148,14 +152,13 @@ class Recipe:
         return Recipe.from_dict(data)
 
     def validate(self) -> None:
-        from cifarzoo.models.specs import ARCHS
-
         checks = [
             (self.model.arch in ARCHS, f"model.arch must be one of {list(ARCHS)}, got {self.model.arch!r}"),
             (0 <= self.model.drop_rate < 1, "model.drop_rate must be in [0, 1)"),
-            (self.data.dataset in ("cifar10", "cifar100", "fashion-mnist", "folder"),
-             f"data.dataset must be cifar10, cifar100, fashion-mnist or folder, got {self.data.dataset!r}"),
-            (self.data.dataset != "folder" or bool(self.data.train_dir), "data.dataset = 'folder' needs data.train_dir"),
+            (self.data.dataset in (*DATASET_NAMES, "folder"),
+             f"data.dataset must be one of {[*DATASET_NAMES, 'folder']}, got {self.data.dataset!r}"),
+            (self.data.dataset != "folder" or bool(self.data.train_dir),
+             "data.dataset = 'folder' needs data.train_dir"),
             (min(self.data.val_size, self.data.train_subset, self.data.test_subset) >= 0,
              "data.val_size, data.train_subset and data.test_subset must be >= 0"),
             (0 <= self.data.crop_padding <= 16, "data.crop_padding must be 0-16"),
@@ -196,11 +199,9 @@ def list_recipes() -> list[str]:
 def load_recipe(name_or_path: str | Path, *, variant: str | None = None, overrides: list[str] | None = None) -> Recipe:
     """A recipe by zoo name (``resnet26-fm``) or TOML path, with an optional variant and ``--set`` overrides."""
     path = Path(name_or_path)
-    if not path.suffix == ".toml":
+    if path.suffix != ".toml":
         path = recipe_dir() / f"{name_or_path}.toml"
         if not path.is_file():
-            import difflib
-
             close = difflib.get_close_matches(str(name_or_path), list_recipes(), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(list_recipes())}"
             raise ConfigError(f"no recipe named {str(name_or_path)!r}{hint}")
@@ -236,10 +237,7 @@ def recipe_for_run(
     run_dir = Path(out) if out is not None else None
     saved = run_dir / RECIPE_NAME if run_dir is not None else None
     if resume and saved is not None and saved.is_file() and Path(recipe).suffix != ".toml":
-        try:
-            data = json.loads(saved.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{saved}: not a readable recipe ({exc})") from None
+        data = read_document(saved, json.loads, kind="JSON recipe")
         try:
             loaded = Recipe.from_dict(data).with_overrides(overrides or [])
         except ConfigError as exc:
@@ -254,12 +252,7 @@ def recipe_for_run(
 def _read_toml_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if path in seen:
         raise ConfigError(f"{path}: recipe bases form a loop")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: recipe file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
+    data = read_document(path, tomllib.loads, kind="TOML recipe")
     base_name = data.pop("base", None)
     if base_name is None:
         return data
@@ -277,11 +270,11 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in table.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             out.update(_flatten(value, dotted + "."))
         else:
             out[dotted] = value

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from cifarzoo.atomic import atomic_path
+from cifarzoo.engines.compare import load_runs, plot_comparison
 from cifarzoo.io.layout import CURVES_NAME, METRICS_NAME, RECIPE_NAME, STATE_NAME
 from cifarzoo.io.run_metrics import read_metrics
 
@@ -46,6 +47,4 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
 def plot_curves(run_dir: Path, title: str) -> Path:
     """``curves.png``: train vs val loss and accuracy per epoch (and gradient norms when logged), drawn by
     the same code as ``cifarzoo compare``."""
-    from cifarzoo.engines.compare import load_runs, plot_comparison
-
     return plot_comparison(load_runs([run_dir]), run_dir / CURVES_NAME, title)
