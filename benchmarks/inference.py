@@ -59,7 +59,7 @@ def backends(folder: Path, calib_dir: Path) -> dict:
         "torch bf16 channels_last": (
             "bf16", TorchRunner(cifarzoo.load(folder, device="cpu").net, dtype=torch.bfloat16, owns_module=True)
         ),
-        "torchscript fp32": ("fp32", TorchScriptModel.from_dir(folder, device="cpu").logits),
+        "torchscript fp32": ("fp32", TorchScriptModel.from_dir(folder, device="cpu", trust_code=True).logits),
         "onnx fp32": ("fp32", OnnxModel.from_dir(folder, device="cpu").logits),
         "onnx int8": ("int8", OnnxModel.from_file(folder / "model.int8.onnx", device="cpu").logits),
     }

@@ -14,14 +14,16 @@ from cifarzoo.data.testsets import TestSet, open_testset
 from cifarzoo.data.tta import check_tta
 from cifarzoo.engines.evaluate import EvalReport, evaluate_testset
 from cifarzoo.errors import CifarzooError
-from cifarzoo.io.layout import ONNX_NAME
+from cifarzoo.io.layout import ONNX_NAME, TORCHSCRIPT_NAME
 from cifarzoo.io.resolve import resolve
 from cifarzoo.runtime.backends import BACKENDS, Backend
 from cifarzoo.runtime.onnx import OnnxModel
 from cifarzoo.runtime.predictor import Predictor
 
 
-def load(model: str | os.PathLike, *, device: str = "auto", backend: Backend = "torch") -> Predictor:
+def load(
+    model: str | os.PathLike, *, device: str = "auto", backend: Backend = "torch", trust_code: bool = False
+) -> Predictor:
     """A trained model, ready for inference.
 
     ``model`` is a zoo name with released weights (``"resnet26-fm"``), a checkpoint folder
@@ -34,7 +36,8 @@ def load(model: str | os.PathLike, *, device: str = "auto", backend: Backend = "
         ``torch`` (default): a :class:`~cifarzoo.model.ZooModel`, an ``nn.Module`` in eval mode that can also be
         fine-tuned. Loading is strict.
         ``onnx``: an onnxruntime session; never imports torch.
-        ``torchscript``: the traced module.
+        ``torchscript``: the traced module. TorchScript files run code stored in them as they load, so they
+        load only with ``trust_code=True`` (``--trust-code``), or when the registry pins them by sha256.
         ``auto``: onnx when the folder has ``model.onnx``, torch otherwise.
 
     Every backend's result has ``.predict(images)``, ``.classes``, ``.config`` and ``.logits(batch)``.
@@ -56,9 +59,10 @@ def load(model: str | os.PathLike, *, device: str = "auto", backend: Backend = "
     if backend == "torchscript":
         from cifarzoo.runtime.torchscript import TorchScriptModel
 
+        trusted = trust_code or TORCHSCRIPT_NAME in source.pinned
         if source.kind == "file":
-            return TorchScriptModel.from_file(source.path, device=device)
-        return TorchScriptModel.from_dir(source.path, device=device)
+            return TorchScriptModel.from_file(source.path, device=device, trust_code=trusted)
+        return TorchScriptModel.from_dir(source.path, device=device, trust_code=trusted)
     from cifarzoo.model import ZooModel
 
     return ZooModel.from_pretrained(source.path, device=device)

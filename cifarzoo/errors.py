@@ -29,6 +29,10 @@ class UnknownModelError(CifarzooError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UntrustedCodeError(CifarzooError):
+    """A code-bearing file (TorchScript, pickle) that would run code as it loads, without the user's opt-in."""
+
+
 class NoWeightsError(CifarzooError):
     """A zoo entry that has no released weights yet."""
 

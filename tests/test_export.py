@@ -58,7 +58,7 @@ def test_every_arch_exports_within_tolerance(checkpoints, name, fmt) -> None:
         meta = {p.key: p.value for p in graph.metadata_props}
         assert json.loads(meta["cifarzoo.config"])["arch"] == name.rsplit("-", 1)[0]
     else:
-        loaded = cifarzoo.load(folder, backend="torchscript", device="cpu")
+        loaded = cifarzoo.load(folder, backend="torchscript", device="cpu", trust_code=True)
     assert isinstance(loaded, OnnxModel if fmt == "onnx" else TorchScriptModel)
     assert loaded.classes == cifarzoo.load(folder).classes and loaded.config == cifarzoo.load(folder).config
 
@@ -83,7 +83,8 @@ def test_backends_predict_the_same(checkpoints, tmp_path) -> None:
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(paths[-1])
     results = [
-        cifarzoo.load(folder, backend=b, device="cpu").predict(paths, topk=3) for b in ("torch", "onnx", "torchscript")
+        cifarzoo.load(folder, backend=b, device="cpu", trust_code=True).predict(paths, topk=3)
+        for b in ("torch", "onnx", "torchscript")
     ]
     for preds in results[1:]:
         assert [p.label for p in preds] == [p.label for p in results[0]]
@@ -96,7 +97,7 @@ def test_single_files_load_on_their_own(checkpoints, tmp_path) -> None:
     export(folder, fmt="onnx", out=tmp_path / "alone.onnx")
     export(folder, fmt="torchscript", out=tmp_path / "alone.pt")
     for path in (tmp_path / "alone.onnx", tmp_path / "alone.pt"):  # no config.json beside them
-        assert cifarzoo.load(path).config.arch == "plain26"
+        assert cifarzoo.load(path, trust_code=True).config.arch == "plain26"
 
 
 def test_fp16_onnx_is_written_with_float_io(checkpoints, tmp_path) -> None:

@@ -124,7 +124,7 @@ def test_dry_run_folder_file_by_file(dry_run, run_dir) -> None:
     reference = torch_model.logits(x)
     onnx_model = OnnxModel.from_file(out / "model.onnx", device="cpu")
     np.testing.assert_allclose(onnx_model.logits(x), reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
-    script = TorchScriptModel.from_file(out / "model.torchscript.pt")
+    script = TorchScriptModel.from_file(out / "model.torchscript.pt", trust_code=True)
     np.testing.assert_allclose(script.logits(x), reference, rtol=1e-5, atol=1e-5)
     assert onnx_model.config == script.config == torch_model.config
     if int8:

@@ -91,6 +91,39 @@ def test_resume_after_sigkill_gives_the_same_weights(tmp_path) -> None:
     assert strip(run_files.read_metrics(interrupted)) == strip(run_files.read_metrics(tmp_path / "straight"))
 
 
+class _Killed(Exception):
+    """Stands for a kill at one precise point of the epoch-end writes."""
+
+
+@pytest.mark.parametrize("window", ["after the state is saved", "before the state is saved"])
+def test_a_kill_at_the_epoch_end_loses_no_metrics_row(tmp_path, monkeypatch, window) -> None:
+    """Whatever instant of the epoch-end writes a kill hits, the resumed run's metrics.jsonl is the
+    uninterrupted run's, row for row. (Writing state.pt before the epoch's row, a kill between the two lost
+    that row for good: the resumed run's rows read epochs 1, 3.)"""
+    recipe = load_recipe("resnet26-fm", overrides=TINY)
+    train(recipe, tmp_path / "straight", device="cpu", progress=False)
+
+    real_save_state = run_files.save_state
+
+    def killed_at_epoch_2(run_dir: Path, state: dict) -> None:
+        if state["epoch"] == 2:
+            if window == "after the state is saved":
+                real_save_state(run_dir, state)
+            raise _Killed(window)
+        real_save_state(run_dir, state)
+
+    monkeypatch.setattr(run_files, "save_state", killed_at_epoch_2)
+    with pytest.raises(_Killed):
+        train(recipe, tmp_path / "killed", device="cpu", progress=False)
+    monkeypatch.setattr(run_files, "save_state", real_save_state)
+    train(recipe, tmp_path / "killed", device="cpu", resume=True, progress=False)
+
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "img_per_s")} for r in rows]  # noqa: E731
+    resumed = strip(run_files.read_metrics(tmp_path / "killed"))
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert resumed == strip(run_files.read_metrics(tmp_path / "straight"))
+
+
 def test_two_process_ddp_on_gloo(tmp_path) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

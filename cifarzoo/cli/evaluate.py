@@ -64,6 +64,9 @@ def eval_command(
     workers: Optional[int] = typer.Option(
         None, "--workers", min=1, help="Decoding threads (default: cores + 1, at most 8)."
     ),
+    trust_code: bool = typer.Option(
+        False, "--trust-code", help="Allow TorchScript files, which run code stored in them as they load."
+    ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     backend: Backend = typer.Option(
         Backend("auto"),
@@ -89,7 +92,7 @@ def eval_command(
     given = [flag for flag, value in sources.items() if value is not None]
     if len(given) != 1:
         raise CifarzooError(f"give exactly one test set: {', '.join(sources)} (got {', '.join(given) or 'none'})")
-    predictor = load(model, device=device, backend=backend.value)
+    predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
     report = evaluate(
         predictor, dataset, split=split, data_dir=data_dir, download=download, batch_size=batch_size, tta=tta.value,
         custom_dir=custom_dir, labels=labels, array=array, ignore_unknown=ignore_unknown, strict=strict,

@@ -27,6 +27,9 @@ def predict_command(
         "--backend",
         help="auto: onnx when the model folder has model.onnx (no torch import), else torch.",
     ),
+    trust_code: bool = typer.Option(
+        False, "--trust-code", help="Allow TorchScript files, which run code stored in them as they load."
+    ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, or auto (CUDA when available)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
 ) -> None:
@@ -42,7 +45,7 @@ def predict_command(
     from cifarzoo.runtime.predictor import predict_images
 
     collected = collect_images(images)
-    predictor = load(model, device=device, backend=backend.value)
+    predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
     result = predict_images(predictor.logits, predictor.config, collected.paths, topk=topk, batch_size=batch_size)
 
     if as_json:

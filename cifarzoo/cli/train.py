@@ -18,6 +18,9 @@ def train_command(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over in a non-empty --out, replacing its run files."
+    ),
     overrides: List[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch log lines."),
 ) -> None:
@@ -36,6 +39,8 @@ def train_command(
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     extra = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
     loaded, run_dir = recipe_for_run(recipe, variant=variant, overrides=extra, out=out, resume=resume)
-    result = train(loaded, run_dir, data_dir=data_dir, device=device, resume=resume, download=download)
+    result = train(
+        loaded, run_dir, data_dir=data_dir, device=device, resume=resume, overwrite=overwrite, download=download
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         write_json({"run_dir": str(result.run_dir), "best_epoch": result.best_epoch, "metrics": result.metrics})

@@ -93,7 +93,7 @@ def export(
 
     if fmt == "torchscript":
         result = ex.export_torchscript(net, config, target)
-        candidate = TorchScriptModel.from_file(target).logits
+        candidate = TorchScriptModel.from_file(target, trust_code=True).logits  # the file just written
     elif dtype == "fp32":
         result = ex.export_onnx(net, config, target, opset or ex.DEFAULT_OPSET)
         candidate = OnnxModel.from_file(target, device="cpu").logits

@@ -18,7 +18,7 @@ from cifarzoo.io.hub import HubModel, download, download_entry, is_hub_id
 from cifarzoo.io.integrity import verify_sha256
 from cifarzoo.io.layout import EXPORT_SUFFIXES
 from cifarzoo.models.specs import ARCHS
-from cifarzoo.registry import ZooEntry, get_entry
+from cifarzoo.registry import ZOO, ZooEntry, get_entry
 
 SourceKind = Literal["folder", "file", "zoo", "hub"]
 
@@ -32,11 +32,14 @@ class ModelSource:
             zoo entry's pinned, sha256-checked weights) or ``hub`` (an ``hf://`` snapshot in the HF cache).
         path: the folder, or the file for ``kind == "file"``.
         ref: what the user typed.
+        pinned: the files checked against a sha256 pin from the registry (a zoo entry's); only these may be
+            code-bearing formats that load without the user's explicit trust.
     """
 
     kind: SourceKind
     path: Path
     ref: str
+    pinned: frozenset[str] = frozenset()
 
     @property
     def directory(self) -> Path:
@@ -50,13 +53,18 @@ class ModelSource:
 def resolve(ref: str | os.PathLike, *, backend: str = "torch") -> ModelSource:
     """Where the model named by ``ref`` lives.
 
-    ``ref`` is a checkpoint folder, one exported file (``model.onnx``, ``model.int8.onnx``,
-    ``model.torchscript.pt``), an ``hf://USER/REPO[@rev]`` id (downloaded into the Hugging Face cache) or a zoo
-    name (its released weights, checked against the registry's sha256 pins). ``backend`` (``torch``, ``onnx``,
-    ``torchscript`` or ``auto``) decides which files a Hub download fetches; local paths are used as they are.
+    ``ref`` is a zoo name (its released weights, checked against the registry's sha256 pins), an
+    ``hf://USER/REPO[@rev]`` id (downloaded into the Hugging Face cache), a checkpoint folder or one exported file
+    (``model.onnx``, ``model.int8.onnx``, ``model.torchscript.pt``). A zoo name always means the zoo entry, even
+    when a folder of that name sits in the current directory: write ``./resnet26-fm`` for the folder.
+    ``backend`` (``torch``, ``onnx``, ``torchscript`` or ``auto``) decides which files a Hub download fetches;
+    local paths are used as they are.
     """
     path = Path(ref)
     name = os.fspath(ref)
+    if isinstance(ref, str) and name in ZOO:
+        entry = get_entry(name)
+        return ModelSource("zoo", resolve_weights(entry, backend), name, frozenset(entry.weights.sha256))
     if path.is_dir():
         return ModelSource("folder", path, name)
     if path.is_file() and path.suffix in EXPORT_SUFFIXES:
@@ -70,7 +78,7 @@ def resolve(ref: str | os.PathLike, *, backend: str = "torch") -> ModelSource:
         )
     if os.sep in name or name.startswith(".") or path.suffix in EXPORT_SUFFIXES:
         raise UnknownModelError(f"{name}: no such checkpoint directory or exported file")
-    return ModelSource("zoo", resolve_weights(get_entry(name), backend), name)
+    return ModelSource("zoo", resolve_weights(get_entry(name), backend), name)  # unknown: raises, naming close ones
 
 
 def resolve_model_dir(ref: str | os.PathLike, *, backend: str = "torch") -> Path:

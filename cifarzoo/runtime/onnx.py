@@ -76,7 +76,7 @@ class OnnxModel(Predictor):
         self.on_cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str = "auto") -> OnnxModel:
+    def from_file(cls, path: str | os.PathLike, device: str = "auto", *, trust_code: bool = False) -> OnnxModel:
         """Load ``path``; the config comes from a ``config.json`` beside it, else from the file's metadata."""
         path = Path(path)
         if not path.is_file():

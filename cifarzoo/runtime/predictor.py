@@ -147,12 +147,13 @@ class Predictor:
     export_format: ClassVar[str] = ""
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str = "auto") -> Self:
-        """Load one exported file; backends that read files override this."""
+    def from_file(cls, path: str | os.PathLike, device: str = "auto", *, trust_code: bool = False) -> Self:
+        """Load one exported file; backends that read files override this. ``trust_code`` allows formats that
+        run code as they load (TorchScript); data formats (ONNX) ignore it."""
         raise NotImplementedError(f"{cls.__name__} does not load exported files")
 
     @classmethod
-    def from_dir(cls, directory: str | os.PathLike, device: str = "auto") -> Self:
+    def from_dir(cls, directory: str | os.PathLike, device: str = "auto", *, trust_code: bool = False) -> Self:
         """The backend's file in a model folder (``model.onnx``, ``model.torchscript.pt``)."""
         directory = Path(directory)
         if not (directory / cls.file_name).is_file():
@@ -160,7 +161,7 @@ class Predictor:
                 f"{directory}: no {cls.file_name}; create it with "
                 f"`cifarzoo export {directory} --format {cls.export_format}`"
             )
-        return cls.from_file(directory / cls.file_name, device)
+        return cls.from_file(directory / cls.file_name, device, trust_code=trust_code)
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from cifarzoo.config import ModelConfig
-from cifarzoo.errors import CheckpointError
+from cifarzoo.errors import CheckpointError, UntrustedCodeError
 from cifarzoo.io.layout import CONFIG_NAME, TORCHSCRIPT_NAME
 from cifarzoo.runtime.predictor import Predictor
 from cifarzoo.runtime.torch_runner import TorchRunner, torch_device
@@ -29,10 +29,17 @@ class TorchScriptModel(Predictor):
         self.runner = TorchRunner(module, device=torch_device(device), owns_module=True)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str = "cpu") -> TorchScriptModel:
+    def from_file(cls, path: str | os.PathLike, device: str = "cpu", *, trust_code: bool = False) -> TorchScriptModel:
+        """Load a TorchScript file. It is a program: loading runs code stored in it (``__setstate__``), so it
+        is refused unless ``trust_code`` says the user trusts the file (or the registry pinned its sha256)."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: file not found")
+        if not trust_code:
+            raise UntrustedCodeError(
+                f"{path}: TorchScript runs code stored in the file when it loads; pass --trust-code "
+                "(trust_code=True) only for a file you trust, or use the ONNX or safetensors files"
+            )
         extra = {CONFIG_NAME: ""}
         try:
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)

@@ -387,8 +387,10 @@ class Trainer:
             if ctx.is_main:
                 if improved:
                     save_checkpoint(self.eval_net.state_dict(), self.config, self.run_dir)
-                run_files.save_state(self.run_dir, self.state_dict(epoch))
+                # The epoch's row first, then the state that marks the epoch done: a kill in between leaves a
+                # row that a resume drops and redoes, never a finished epoch without its row.
                 run_files.append_metrics(self.run_dir, row)
+                run_files.save_state(self.run_dir, self.state_dict(epoch))
                 log.info("epoch %d: train loss %.4f top1 %.2f | val loss %.4f top1 %.2f | %.0f img/s",
                          epoch, row["train_loss"], row["train_top1"], val.loss, val.top1, row["img_per_s"])
             ctx.barrier()
@@ -434,13 +436,18 @@ def train(
     data_dir: str | None = None,
     device: str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
     download: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train ``recipe`` into ``run_dir``; with ``resume``, continue from ``run_dir/state.pt``.
 
-    Under ``torchrun`` every rank calls this; only rank 0 writes files.
+    A new run needs a new or empty ``run_dir``: a folder holding anything else (another run, a converted or
+    downloaded checkpoint) is refused unless ``overwrite``, which replaces the run files in it. Under
+    ``torchrun`` every rank calls this; only rank 0 writes files.
     """
+    if resume and overwrite:
+        raise CifarzooError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     run_dir = Path(run_dir)
     ctx = DistContext.from_env(device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -452,8 +459,16 @@ def train(
             if not (run_dir / run_files.STATE_NAME).is_file():
                 raise CifarzooError(f"{run_dir}: nothing to resume (no {run_files.STATE_NAME})")
             state = run_files.load_state(run_dir)
+        elif overwrite:
+            if ctx.is_main:
+                run_files.remove_run_files(run_dir)
         elif (run_dir / run_files.STATE_NAME).is_file():
             raise CifarzooError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise CifarzooError(
+                f"{run_dir}: already exists and is not empty; a new run needs a new or empty --out "
+                "(--overwrite replaces the run files in it)"
+            )
         ctx.barrier()
         data = prepare_data(recipe, ctx.device, data_dir, download)
         trainer = Trainer(recipe, run_dir, data, ctx, progress)

@@ -69,7 +69,8 @@ class LRSchedule:
         self.cfg = cfg
         self.base_lr = base_lr
         self.total_steps = max(1, total_steps)
-        self.warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+        # A recipe's warm-up stays as written, but never takes more than half a shortened run (`--epochs 1`).
+        self.warmup_steps = min(round(cfg.warmup_epochs * steps_per_epoch), total_steps // 2)
         self.plateau_scale = 1.0
         self.best_loss = math.inf
         self.bad_epochs = 0

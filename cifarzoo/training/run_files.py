@@ -11,11 +11,11 @@ import torch
 
 from cifarzoo.atomic import atomic_path
 from cifarzoo.engines.compare import load_runs, plot_comparison
-from cifarzoo.io.layout import CURVES_NAME, METRICS_NAME, RECIPE_NAME, STATE_NAME
+from cifarzoo.io.layout import CONFIG_NAME, CURVES_NAME, METRICS_NAME, RECIPE_NAME, STATE_NAME, WEIGHTS_NAME
 from cifarzoo.io.run_metrics import read_metrics
 
 __all__ = ["STATE_NAME", "RECIPE_NAME", "save_state", "load_state", "append_metrics", "read_metrics",
-           "truncate_metrics", "plot_curves"]
+           "truncate_metrics", "remove_run_files", "plot_curves"]
 
 
 
@@ -35,6 +35,12 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def remove_run_files(run_dir: Path) -> None:
+    """Delete the files a run writes (for ``train --overwrite``); anything else in the folder stays."""
+    for name in (STATE_NAME, METRICS_NAME, RECIPE_NAME, CURVES_NAME, CONFIG_NAME, WEIGHTS_NAME):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
