@@ -85,9 +85,15 @@ def export(
     if source.kind == "file":
         raise CifarzooError(f"{model}: already an exported file; export from its checkpoint folder")
     net, config = load_checkpoint(source.path)
-    # A zoo name or hf:// id exports into ./NAME/, next to a copy of its checkpoint, so the folder loads as one.
-    folder = source.path if source.kind == "folder" else Path(os.fspath(model))
+    # A zoo name or hf:// id exports into ./NAME/ (the repo's name for an hf:// id), next to a copy of its
+    # checkpoint, so the folder loads as one. That folder is new: an existing one is the user's, never replaced.
+    folder = source.path if source.kind == "folder" else Path(os.fspath(model).split("@")[0].rsplit("/", 1)[-1])
     if source.kind != "folder" and out is None:
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise CifarzooError(
+                f"{folder}: already exists and is not empty; export {model} with --out FILE, or export the folder "
+                f"as ./{folder}"
+            )
         save_checkpoint(net.state_dict(), config, folder)
     target = Path(out) if out else folder / (ONNX_FILES[dtype] if fmt == "onnx" else TORCHSCRIPT_NAME)
 

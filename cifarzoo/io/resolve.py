@@ -78,7 +78,8 @@ def resolve(ref: str | os.PathLike, *, backend: str = "torch") -> ModelSource:
         )
     if os.sep in name or name.startswith(".") or path.suffix in EXPORT_SUFFIXES:
         raise UnknownModelError(f"{name}: no such checkpoint directory or exported file")
-    return ModelSource("zoo", resolve_weights(get_entry(name), backend), name)  # unknown: raises, naming close ones
+    entry = get_entry(name)  # an unknown name raises here, naming the closest zoo names
+    return ModelSource("zoo", resolve_weights(entry, backend), name, frozenset(entry.weights.sha256))
 
 
 def resolve_model_dir(ref: str | os.PathLike, *, backend: str = "torch") -> Path:

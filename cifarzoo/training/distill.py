@@ -16,7 +16,7 @@ from torch import nn
 from cifarzoo.config import ModelConfig, PreprocessConfig
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.checkpoint import load_checkpoint
-from cifarzoo.io.resolve import resolve_model_dir
+from cifarzoo.io.resolve import resolve
 from cifarzoo.runtime.torch_runner import TorchRunner
 
 
@@ -98,7 +98,10 @@ def load_teacher(
     amp_dtype: torch.dtype | None = None,
 ) -> Teacher:
     """The teacher named by ``source``: a run directory, a checkpoint folder, a zoo name or an ``hf://`` id."""
-    net, config = load_checkpoint(resolve_model_dir(source))
+    resolved = resolve(source)
+    if resolved.kind == "file":
+        raise CifarzooError(f"distill.teacher={source}: a teacher needs torch weights (a folder), not an export")
+    net, config = load_checkpoint(resolved.path)
     check_compatible(student, config, f"distill.teacher={source}")
     for p in net.parameters():
         p.requires_grad_(False)

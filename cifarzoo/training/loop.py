@@ -464,11 +464,17 @@ def train(
                 run_files.remove_run_files(run_dir)
         elif (run_dir / run_files.STATE_NAME).is_file():
             raise CifarzooError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        # A run killed before its first state.pt leaves only recipe.json (and maybe rows): it starts afresh.
+        elif run_dir.exists() and (
+            not run_dir.is_dir()
+            or any(p.name not in (run_files.RECIPE_NAME, run_files.METRICS_NAME) for p in run_dir.iterdir())
+        ):
             raise CifarzooError(
                 f"{run_dir}: already exists and is not empty; a new run needs a new or empty --out "
                 "(--overwrite replaces the run files in it)"
             )
+        if state is None and ctx.is_main:
+            (run_dir / run_files.METRICS_NAME).unlink(missing_ok=True)
         ctx.barrier()
         data = prepare_data(recipe, ctx.device, data_dir, download)
         trainer = Trainer(recipe, run_dir, data, ctx, progress)

@@ -11,7 +11,16 @@ import torch
 
 from cifarzoo.atomic import atomic_path
 from cifarzoo.engines.compare import load_runs, plot_comparison
-from cifarzoo.io.layout import CONFIG_NAME, CURVES_NAME, METRICS_NAME, RECIPE_NAME, STATE_NAME, WEIGHTS_NAME
+from cifarzoo.io.layout import (
+    CONFIG_NAME,
+    CURVES_NAME,
+    METRICS_NAME,
+    ONNX_FILES,
+    RECIPE_NAME,
+    STATE_NAME,
+    TORCHSCRIPT_NAME,
+    WEIGHTS_NAME,
+)
 from cifarzoo.io.run_metrics import read_metrics
 
 __all__ = ["STATE_NAME", "RECIPE_NAME", "save_state", "load_state", "append_metrics", "read_metrics",
@@ -39,7 +48,8 @@ def append_metrics(run_dir: Path, row: dict[str, Any]) -> None:
 
 def remove_run_files(run_dir: Path) -> None:
     """Delete the files a run writes (for ``train --overwrite``); anything else in the folder stays."""
-    for name in (STATE_NAME, METRICS_NAME, RECIPE_NAME, CURVES_NAME, CONFIG_NAME, WEIGHTS_NAME):
+    exports = (*ONNX_FILES.values(), TORCHSCRIPT_NAME)  # stale exports would outlive the new weights
+    for name in (STATE_NAME, METRICS_NAME, RECIPE_NAME, CURVES_NAME, CONFIG_NAME, WEIGHTS_NAME, *exports):
         (run_dir / name).unlink(missing_ok=True)
 
 
