@@ -55,7 +55,7 @@ def main() -> None:
         trainer = Trainer(recipe, Path("/nonexistent"), data, ctx, progress=False)
         trainer.model = torch.nn.parallel.DistributedDataParallel(trainer.net, device_ids=[0])
         if recipe.train.compile:
-            trainer.model = torch.compile(trainer.model)
+            trainer.model = torch.compile(trainer.model)  # type: ignore[assignment]
         trainer.train_epoch(1)  # compile + warm-up
         stats = trainer.train_epoch(2)
         flops = 3 * count_flops(build_model(recipe.model.arch, spec.num_classes), 32, 3)

@@ -115,6 +115,7 @@ def main() -> None:
         shutil.copytree(resolve_model_dir(args.fm_model), fm)
         export(fm, fmt="onnx")
         int8 = export(fm, fmt="onnx", dtype="int8", check=True)
+        assert int8.parity is not None  # check=True always measures it
         fp32_acc = cifarzoo.evaluate(OnnxModel.from_dir(fm, device="cpu"), "fashion-mnist").top1
         int8_acc = cifarzoo.evaluate(OnnxModel.from_file(int8.path, device="cpu"), "fashion-mnist").top1
         print(f"\nint8 on {args.fm_model} (Fashion-MNIST test, 10,000 images): fp32 {fp32_acc:.2f}% -> int8 "

@@ -95,7 +95,8 @@ def reference_img_per_s(arch: str, spec: DatasetSpec, steps: int) -> float:
     return float(np.median([epoch() for _ in range(2)]))
 
 
-def time_to(run_dir: Path, target: float) -> tuple[int | None, float | None]:
+def time_to(run_dir: Path, target: float) -> tuple[int, float] | None:
+    """The first epoch whose validation top-1 reaches ``target``, and the run's seconds up to it."""
     from cifarzoo.training.run_files import read_metrics
 
     elapsed = 0.0
@@ -103,7 +104,7 @@ def time_to(run_dir: Path, target: float) -> tuple[int | None, float | None]:
         elapsed += row["seconds"]
         if row["val_top1"] >= target:
             return row["epoch"], elapsed
-    return None, None
+    return None
 
 
 def main() -> None:
@@ -134,10 +135,11 @@ def main() -> None:
     )
 
     if args.run:
-        epoch, seconds = time_to(args.run, 93.0)
-        if epoch is None:
+        reached = time_to(args.run, 93.0)
+        if reached is None:
             print(f"\n{args.run} never reached 93% validation accuracy")
             return
+        epoch, seconds = reached
         from cifarzoo.training.run_files import read_metrics
 
         train_images = read_metrics(args.run)[0]["img_per_s"] * read_metrics(args.run)[0]["seconds"]

@@ -14,29 +14,31 @@ RELEASES = {
             location="resnet26-fm",
             revision=None,
             sha256={
-                "model.safetensors": "f3dcdde00dbcebd2aa32913f0ef5c2d7833176e9e72db35c69d93f9d9e1e1b58",
-                "model.onnx": "e1d78b9f4961d28c8f3fbf00370799b0ab7e4098711cb2a7004c68f369a5a71a",
-                "config.json": "ae56c5bb7ad4c7e859512b33bfa3e8b992ac13fb6e6ebdf5a0b4bddccf867343",
+                "model.safetensors": "d10ce9b1e3c5648c82c215868362cab75e9df2108c9b3acaf6a091c49e950fcd",
+                "model.onnx": "e8ea945e783787d70c860f624056e2bced2496fbfd47641560aaf12a5aebf4f2",
+                "config.json": "9cd03b66f10c0da87f575e09ea14001d8af305177c89a4d92b9ba33cf9f0f68c",
             },
         ),
         metrics={
             "test": {
-                "top1": 93.32,
+                "top1": 94.03,
                 "top5": 99.92,
-                "top1_flip_tta": 93.47,
-                "ece": 0.0749,
+                "top1_flip_tta": 94.27,
+                "ece": 0.0753,
             },
             "val": {
-                "top1": 93.72,
+                "top1": 94.64,
             },
         },
         license="Apache-2.0",
         recipe=RecipeRef(
             name="resnet26-fm",
             variant=None,
-            overrides=(),
+            overrides=(
+                "train.log_grad_norms=true",
+            ),
         ),
-        epochs=15,
-        best_epoch=15,
+        epochs=25,
+        best_epoch=25,
     ),
 }

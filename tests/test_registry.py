@@ -157,6 +157,8 @@ def test_bundled_release_pins_every_file_and_claims_its_recorded_recipe() -> Non
         assert set(entry.weights.sha256) == {p.name for p in folder.iterdir()}  # config.json too
         recorded = json.loads((folder / "config.json").read_text())["recipe"]
         assert recipe_differences(entry.release.recipe, recorded) == {}
-        assert recipe_differences(RecipeRef(name, overrides=("train.epochs=3",)), recorded) == {
+        claimed = entry.release.recipe
+        changed = RecipeRef(name, variant=claimed.variant, overrides=(*claimed.overrides, "train.epochs=3"))
+        assert recipe_differences(changed, recorded) == {
             "train.epochs": (entry.release.epochs, 3)
         }

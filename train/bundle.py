@@ -69,17 +69,18 @@ def main() -> None:
     check_recipe(recipe, trained.config.recipe)  # before the slow part: a wrong claim fails at once
     dest = PACKAGE_WEIGHTS / name
     trained.save_pretrained(dest, dtype=torch.float16)
-    onnx_export = export(dest, fmt="onnx", check=True)
-    print(f"ONNX parity vs torch: {onnx_export.parity.describe()}")
+    parity = export(dest, fmt="onnx", check=True).parity
+    assert parity is not None  # check=True always measures it
+    print(f"ONNX parity vs torch: {parity.describe()}")
 
     default = cifarzoo.load(dest, device="cpu", backend="auto")  # what the CLI uses: ONNX here
     torch_model = cifarzoo.load(dest, device="cpu", backend="torch")
-    test = cifarzoo.evaluate(default, dataset, "test")
-    test_torch = cifarzoo.evaluate(torch_model, dataset, "test")
+    test = cifarzoo.evaluate(default, dataset, split="test")
+    test_torch = cifarzoo.evaluate(torch_model, dataset, split="test")
     if test_torch.top1 != test.top1:
         raise SystemExit(f"backends disagree on the test set: onnx {test.top1} vs torch {test_torch.top1}")
-    test_flip = cifarzoo.evaluate(default, dataset, "test", tta="flip")
-    val = cifarzoo.evaluate(default, dataset, "val")
+    test_flip = cifarzoo.evaluate(default, dataset, split="test", tta="flip")
+    val = cifarzoo.evaluate(default, dataset, split="val")
     run_metrics = trained.config.metrics
     # The Release rounds the metrics to their reported precision (top-1 to 2 decimals: exact on 10,000 test
     # images; ECE to 4). Its sha256 pins are filled in once the files are final, below.
@@ -100,7 +101,7 @@ def main() -> None:
     config = torch_model.config.replace(metrics=metrics)
     atomic_write_text(dest / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     export(dest, fmt="onnx", check=True)
-    final = cifarzoo.evaluate(cifarzoo.load(dest, device="cpu", backend="auto"), dataset, "test")
+    final = cifarzoo.evaluate(cifarzoo.load(dest, device="cpu", backend="auto"), dataset, split="test")
     if final.top1 != test.top1:
         raise SystemExit(f"re-exported ONNX gives {final.top1}, not the recorded {test.top1}")
     size = sum(p.stat().st_size for p in dest.iterdir())

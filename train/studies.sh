@@ -24,8 +24,8 @@ train() {  # train RECIPE RUN_NAME [cifarzoo train options...]
 #    resnet26-fm teacher (trained on the full training split), same recipe otherwise; two seeds.
 for seed in 0 1; do
   sfx=$([ "$seed" = 0 ] && echo "" || echo "-seed$seed")
-  train resnet26-fm "resnet26-fm-scratch-5k$sfx" --set data.train_subset=5000 --set train.seed=$seed
-  train resnet26-fm "resnet26-fm-distilled-5k$sfx" --set data.train_subset=5000 --set train.seed=$seed --variant distill
+  train resnet26-fm "resnet26-fm-scratch-5k$sfx" --set data.train_subset=5000 --set train.seed=$seed --epochs 15
+  train resnet26-fm "resnet26-fm-distilled-5k$sfx" --set data.train_subset=5000 --set train.seed=$seed --variant distill --epochs 15
 done
 cifarzoo compare "$DOCS"/runs/resnet26-fm-scratch-5k "$DOCS"/runs/resnet26-fm-distilled-5k \
   --out "$DOCS/distill-resnet26-fm-5k.png" \
@@ -49,7 +49,7 @@ cifarzoo explain examples/test00018_bag.png --out "$DOCS/gradcam-bag.png"
 # 4. Optimisers: the same ResNet-26 on 5k images (seed 0), each study variant against the default recipe
 #    (SGD Nesterov, weight decay with BatchNorm/bias exempt: run 1's scratch student, not trained again).
 for v in sgd-l2 adam-wd adamw plateau; do
-  train resnet26-fm "resnet26-fm-5k-$v" --set data.train_subset=5000 --variant "$v"
+  train resnet26-fm "resnet26-fm-5k-$v" --set data.train_subset=5000 --variant "$v" --epochs 15
 done
 cifarzoo compare "$DOCS"/runs/resnet26-fm-scratch-5k "$DOCS"/runs/resnet26-fm-5k-{sgd-l2,adam-wd,adamw,plateau} \
   --out "$DOCS/optimisers-resnet26-fm-5k.png" --table --target 80 \

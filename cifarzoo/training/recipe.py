@@ -306,9 +306,10 @@ def recipe_differences(recipe: RecipeRef, recorded: Mapping[str, Any]) -> dict[s
     ``{"optim.lr": (recorded, rebuilt)}``, empty when the release's claim is true.
 
     Only keys both have are compared: a run made before a recipe section existed (``distill``) lacks it, and
-    that section's defaults are what the run did.
+    that section's defaults are what the run did. The description is prose, not a setting, and is not compared.
     """
     rebuilt_recipe = load_recipe(recipe.name, variant=recipe.variant, overrides=list(recipe.overrides))
     rebuilt = _flatten(json.loads(json.dumps(rebuilt_recipe.to_dict())))  # tuples as config.json has them: lists
     ran = _flatten(recorded)
-    return {key: (ran[key], rebuilt[key]) for key in sorted(ran.keys() & rebuilt.keys()) if ran[key] != rebuilt[key]}
+    compared = sorted((ran.keys() & rebuilt.keys()) - {"description"})
+    return {key: (ran[key], rebuilt[key]) for key in compared if ran[key] != rebuilt[key]}
