@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 FM_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test check install data clean
+.PHONY: run test check install data browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ data:
 	  else echo "note: $(FM_DIR) missing and not root: the Fashion-MNIST tests will be skipped"; fi; \
 	fi
 
+# Debian's Chromium for the browser tests (tests/test_browser.py drives it with Playwright, whose own browser
+# download is not reachable here). Without it the browser tests are skipped, and pytest's summary says why.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	      || echo "note: could not install chromium: the browser tests will be skipped"; \
+	  else echo "note: chromium missing and not root (or no apt-get): the browser tests will be skipped"; fi; \
+	fi
+
 # The main job: the zoo, then the bundled Fashion-MNIST model on real test images, offline and torch-free (ONNX).
 run: $(STAMP)
 	$(BIN)/cifarzoo list
@@ -39,7 +49,7 @@ check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: check data
+test: check data browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cifarzoo.cli import benchmark, compare, convert, evaluate, explain, export, models, predict, publish, train
+from cifarzoo.cli import benchmark, compare, convert, demo, evaluate, explain, export, models, predict, publish, train
 from cifarzoo.cli._common import FriendlyErrorsGroup
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("publish")(publish.publish_command)
 app.command("convert")(convert.convert_command)
 app.command("compare")(compare.compare_command)
 app.command("explain")(explain.explain_command)
+app.command("demo")(demo.demo_command)
 app.command("benchmark")(benchmark.benchmark_command)
 
 

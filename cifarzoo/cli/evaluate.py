@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from cifarzoo.cli._common import choice_enum, format_table, write_json
+from cifarzoo.cli._common import choice_enum, echo, escape_text, format_table, write_json
 from cifarzoo.cli.predict import Backend
 from cifarzoo.data.specs import VAL_SIZE
 from cifarzoo.data.tta import TTA_MODES
-from cifarzoo.errors import CifarzooError
+from cifarzoo.errors import CifarzooError, display_path
 from cifarzoo.registry import DEFAULT_MODEL
 
 FULL_MATRIX_MAX_CLASSES = 20  # above this, the terminal shows the most confused pairs instead of the matrix
@@ -51,10 +53,13 @@ def eval_command(
     ignore_unknown: bool = typer.Option(
         False, "--ignore-unknown", help="Skip class folders/labels the model does not know."
     ),
-    out: Optional[str] = typer.Option(None, "--out", help="Write the predictions as an id,label CSV."),
+    out: Optional[str] = typer.Option(
+        None, "--out", help="Write the predictions as an id,label CSV (never over an input of the evaluation)."
+    ),
     report_dir: Optional[str] = typer.Option(
         None, "--report",
-        help="Write report.json, predictions.csv, confusion.png, reliability.png and misclassified.png to this folder.",
+        help="Write index.html (the whole report as one offline page), report.json, predictions.csv, confusion.png, "
+             "reliability.png and misclassified.png to this folder.",
     ),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable file instead of skipping it."),
     tta: Tta = typer.Option(
@@ -62,7 +67,9 @@ def eval_command(
     ),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     workers: Optional[int] = typer.Option(
-        None, "--workers", min=1, help="Decoding threads (default: cores + 1, at most 8)."
+        None, "--workers", min=1,
+        help="Decoding threads (default: cores + 1, at most 8; fewer when memory is short: each may hold a 16 Mpx "
+             "image).",
     ),
     trust_code: bool = typer.Option(
         False, "--trust-code", help="Allow TorchScript files, which run code stored in them as they load."
@@ -74,25 +81,29 @@ def eval_command(
         help="auto: onnx when the model folder has model.onnx (no torch import), else torch.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as one JSON document."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Say on stderr which model was used: zoo entry, Hub snapshot, folder or file."
+    ),
 ) -> None:
     """Evaluate a model: top-1, top-5, loss, ECE, per-class precision/recall/F1 and a confusion matrix.
 
     The test set is exactly one of --dataset, --custom-dir, --labels or --array. Unreadable files (empty,
-    truncated, not images, too large, no permission, ...) are listed and skipped, and the rest evaluated;
-    --strict makes any of them an error. An unlabeled set (a flat folder, an array without labels) gives
-    predictions: an id,label CSV to --out, or to stdout.
+    truncated, not images, over the 16 Mpx pixel cap, FIFOs and devices, no permission, ...) are listed and
+    skipped, and the rest evaluated; --strict makes any of them an error. An unlabeled set (a flat folder, an
+    array without labels) gives predictions: an id,label CSV to --out, or to stdout. --out and --report never
+    write over an input (the labels CSV, the array files, anything in the --custom-dir folder).
 
     Images of another size than the model's input are resized by its resize policy (see `cifarzoo info`):
     real photos shrunk to 32x32 lose most of their detail and score lower than the test set suggests.
     """
-    from cifarzoo.api import evaluate, load
+    from cifarzoo.api import check_one_testset, evaluate, load
     from cifarzoo.engines.report import predictions_csv_text, write_predictions_csv, write_report
 
-    sources = {"--dataset": dataset, "--custom-dir": custom_dir, "--labels": labels, "--array": array}
-    given = [flag for flag, value in sources.items() if value is not None]
-    if len(given) != 1:
-        raise CifarzooError(f"give exactly one test set: {', '.join(sources)} (got {', '.join(given) or 'none'})")
+    check_one_testset(dataset=dataset, custom_dir=custom_dir, labels=labels, array=array)  # before the model loads
+    refuse_overwriting_inputs(out=out, report_dir=report_dir, custom_dir=custom_dir, labels=labels, array=array)
     predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
+    if verbose and predictor.source is not None:
+        echo(f"model: {predictor.source.describe()}", err=True)
     report = evaluate(
         predictor, dataset, split=split, data_dir=data_dir, download=download, batch_size=batch_size, tta=tta.value,
         custom_dir=custom_dir, labels=labels, array=array, ignore_unknown=ignore_unknown, strict=strict,
@@ -101,14 +112,16 @@ def eval_command(
     if out:
         write_predictions_csv(report, out)
     if report_dir:
-        write_report(report, report_dir)
+        write_report(report, report_dir, model=predictor, command=["cifarzoo", *sys.argv[1:]])
     if as_json:
-        write_json(report.to_dict(include_predictions=not report.labeled))
+        source = predictor.source.to_dict() if predictor.source is not None else None
+        write_json({**report.to_dict(include_predictions=not report.labeled), "model": source})
         return
     skipped = f"{len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''} skipped"
+    # Names come from files (folder names, config.json classes, CSV cells): every line goes out escaped.
     if report.labeled:
-        typer.echo(f"{report.name}: n={report.n}  top-1 {report.top1:.2f}%  top-5 {report.top5:.2f}%  "
-                   f"loss {report.loss:.4f}  ECE {report.ece:.4f}  tta {report.tta}  ({skipped})")
+        echo(f"{report.name}: n={report.n}  top-1 {report.top1:.2f}%  top-5 {report.top5:.2f}%  "
+             f"loss {report.loss:.4f}  ECE {report.ece:.4f}  tta {report.tta}  ({skipped})")
         rows = [(name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", m.support)
                 for name, m in report.per_class.items()]
         typer.echo(format_table(["class", "precision", "recall", "F1", "n"], rows, right=(1, 2, 3, 4)))
@@ -117,13 +130,58 @@ def eval_command(
     else:
         summary = f"{report.name}: {report.n} images predicted, unlabeled ({skipped})"
         if out or report_dir:
-            typer.echo(summary)
-        else:  # stdout carries the CSV, so `> preds.csv` works; the summary goes to stderr
-            typer.echo(predictions_csv_text(report), nl=False)
-            typer.echo(summary, err=True)
+            echo(summary)
+        else:  # stdout carries the CSV, so `> preds.csv` works (exact); on a terminal its cells are escaped
+            escape = escape_text if sys.stdout.isatty() else None
+            typer.echo(predictions_csv_text(report, escape=escape), nl=False)
+            echo(summary, err=True)
     for target in (t for t in (out, report_dir) if t):
-        typer.echo(f"wrote {target}", err=True)
+        echo(f"wrote {target}", err=True)
     _list_problems(report.skipped, report.ignored)
+
+
+def refuse_overwriting_inputs(
+    *, out: str | None, report_dir: str | None, custom_dir: str | None, labels: str | None, array: str | None
+) -> None:
+    """Refuse (one line) an ``--out`` or ``--report`` that would replace or pollute the test set: ``--out`` or a
+    report file that is the ``--labels`` CSV, the ``--array`` file or its labels file (compared as files, so
+    links count), or either one inside the ``--custom-dir`` folder (where it would become part of the set)."""
+    from cifarzoo.data.testsets import label_sibling
+    from cifarzoo.engines.report import report_file_names
+
+    inputs: dict[str, str | None] = {
+        "--labels": labels, "--array": array, "the --array labels": label_sibling(array) if array else None
+    }
+    targets = [("--out", out)] if out else []
+    if report_dir:
+        targets += [("--report", os.path.join(report_dir, name)) for name in report_file_names()]
+    for flag, target in targets:
+        for what, source in inputs.items():
+            if source and _same_file(target, source):
+                raise CifarzooError(
+                    f"{display_path(target)}: {flag} would overwrite {what} file {display_path(source)}, an input "
+                    "of this evaluation; write it elsewhere"
+                )
+    if custom_dir:
+        for flag, written in (("--out", out), ("--report", report_dir)):
+            if written and _inside(written, custom_dir):
+                raise CifarzooError(
+                    f"{display_path(written)}: {flag} is inside the --custom-dir folder {display_path(custom_dir)}, "
+                    "the test set itself; write it elsewhere"
+                )
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one of them does not exist (yet): compare where they point
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _inside(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or lies under it, after resolving symlinks."""
+    target, root = Path(path).resolve(), Path(folder).resolve()
+    return target == root or root in target.parents
 
 
 def confusion_text(classes: tuple[str, ...], confusion: list[list[int]]) -> str:
@@ -149,10 +207,9 @@ def confusion_text(classes: tuple[str, ...], confusion: list[list[int]]) -> str:
 
 def _list_problems(skipped: list[dict[str, Any]], ignored: list[dict[str, Any]]) -> None:
     for item in skipped[:LISTED_SKIPS]:
-        typer.echo(f"warning: skipped {item['path']}: {item['reason']}", err=True)
+        echo(f"warning: skipped {item['path']}: {item['reason']}", err=True)
     if len(skipped) > LISTED_SKIPS:
-        typer.echo(f"warning: ... and {len(skipped) - LISTED_SKIPS} more skipped (--json and --report list all)",
-                   err=True)
+        echo(f"warning: ... and {len(skipped) - LISTED_SKIPS} more skipped (--json and --report list all)", err=True)
     if ignored:
-        typer.echo(f"ignored {len(ignored)} input(s) on purpose, e.g. {ignored[0]['path']}: {ignored[0]['reason']}",
-                   err=True)
+        echo(f"ignored {len(ignored)} input(s) on purpose, e.g. {ignored[0]['path']}: {ignored[0]['reason']}",
+             err=True)

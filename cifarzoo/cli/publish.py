@@ -23,6 +23,9 @@ def publish_command(
     data_dir: Optional[str] = typer.Option(
         None, "--data-dir", help="Folder holding the model's dataset, for int8 calibration."
     ),
+    space_app: bool = typer.Option(
+        False, "--space-app", help="Add app.py: a Gradio demo of the model, to run as a Hugging Face Space."
+    ),
 ) -> None:
     """Publish a trained model to the Hugging Face Hub: safetensors + config.json, ONNX (fp32, int8),
     TorchScript (all parity-checked against torch), the run's curves and metrics, and a model card.
@@ -36,7 +39,9 @@ def publish_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     warnings.filterwarnings("ignore")  # tracer and exporter chatter; real problems raise
-    result = publish(run_dir, repo_id, private=private, out=out, dry_run=dry_run, int8=int8, data_dir=data_dir)
+    result = publish(
+        run_dir, repo_id, private=private, out=out, dry_run=dry_run, int8=int8, data_dir=data_dir, space_app=space_app
+    )
     built = result.folder
     for note in built.notes:
         typer.echo(f"note: {note}")

@@ -27,6 +27,7 @@ from cifarzoo._version import __version__
 from cifarzoo.atomic import atomic_write_text
 from cifarzoo.config import ModelConfig
 from cifarzoo.data.specs import DATASETS, VAL_SIZE, DatasetSpec
+from cifarzoo.engines.demo import SPACE_APP_NAME, write_space_app
 from cifarzoo.engines.export import CALIBRATION_IMAGES, Exported, export
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.checkpoint import load_checkpoint, save_checkpoint
@@ -388,12 +389,14 @@ def build_hub_folder(
     int8: bool = True,
     data_dir: str | os.PathLike | None = None,
     license: str = LICENSE,
+    space_app: bool = False,
 ) -> HubFolder:
     """Build the Hub repo folder for the checkpoint in ``run_dir`` into ``out`` (a new or empty folder).
 
     The checkpoint is loaded strictly and re-saved; ONNX and TorchScript exports must pass their parity
     checks. int8 needs the model's dataset for calibration (``data_dir``): when it is unavailable or int8
-    parity fails, int8 is left out and :attr:`HubFolder.notes` says why.
+    parity fails, int8 is left out and :attr:`HubFolder.notes` says why. ``space_app`` adds ``app.py``, the
+    Gradio demo of ``hf://repo_id`` for a Hugging Face Space (:func:`~cifarzoo.engines.demo.write_space_app`).
     """
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
@@ -417,6 +420,8 @@ def build_hub_folder(
     for name in RUN_FILES:
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, folder / name)
+    if space_app:
+        write_space_app(folder, f"{HUB_PREFIX}{repo_id}")
 
     files = _describe_files(sorted(p.name for p in folder.iterdir()), exports)
     left_out = () if INT8_NAME in exports else (
@@ -444,6 +449,7 @@ _FILE_TEXT: Mapping[str, str] = MappingProxyType({
     CURVES_NAME: "training curves: loss and top-1 per epoch",
     METRICS_NAME: "per-epoch training log",
     CARD_NAME: "this card",
+    SPACE_APP_NAME: "a Gradio demo of this model for a Hugging Face Space (needs `cifarzoo[demo]`)",
 })
 
 
@@ -467,6 +473,7 @@ def publish(
     dry_run: bool = False,
     int8: bool = True,
     data_dir: str | os.PathLike | None = None,
+    space_app: bool = False,
 ) -> Published:
     """Build ``run_dir``'s Hub folder (see :func:`build_hub_folder`) and upload it to ``repo_id`` in one commit.
 
@@ -481,7 +488,7 @@ def publish(
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cifarzoo-publish-"))) / "repo"
         else:
             folder = Path(out)
-        built = build_hub_folder(run_dir, folder, repo_id, int8=int8, data_dir=data_dir)
+        built = build_hub_folder(run_dir, folder, repo_id, int8=int8, data_dir=data_dir, space_app=space_app)
         upload = None
         if not dry_run:
             what = f"{built.config.name or built.config.arch} ({len(built.files)} files)"

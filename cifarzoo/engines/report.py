@@ -14,20 +14,23 @@ import json
 import os
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from cifarzoo.atomic import atomic_write_text
 from cifarzoo.engines.evaluate import EvalReport
 from cifarzoo.engines.figures import new_figure, save_figure
+from cifarzoo.engines.html_report import write_html_report
 from cifarzoo.io.layout import (
     REPORT_CONFUSION_NAME,
+    REPORT_HTML_NAME,
     REPORT_JSON_NAME,
     REPORT_MISCLASSIFIED_NAME,
     REPORT_PREDICTIONS_NAME,
     REPORT_RELIABILITY_NAME,
 )
+from cifarzoo.runtime.predictor import Predictor
 
 ANNOTATE_MAX_CLASSES = 20  # write the counts into the heatmap cells up to this many classes
 
@@ -36,14 +39,21 @@ ANNOTATE_MAX_CLASSES = 20  # write the counts into the heatmap cells up to this 
 # CSV and JSON
 
 
-def predictions_csv_text(report: EvalReport, details: bool = False) -> str:
-    """``id,label`` rows (a competition submission); ``details`` adds ``prob`` and, when labeled, ``true``."""
+def predictions_csv_text(
+    report: EvalReport, details: bool = False, *, escape: Callable[[str], str] | None = None
+) -> str:
+    """``id,label`` rows (a competition submission); ``details`` adds ``prob`` and, when labeled, ``true``.
+
+    ``escape`` is applied to every text cell (ids and labels), for a CSV shown on a terminal rather than
+    saved: the files themselves keep every name exact.
+    """
     columns = ["id", "label"] + (["prob"] + (["true"] if report.labeled else []) if details else [])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in report.predictions():
-        writer.writerow([f"{row[c]:.6f}" if c == "prob" else row[c] for c in columns])
+        cells = [f"{row[c]:.6f}" if c == "prob" else str(row[c]) for c in columns]
+        writer.writerow([escape(cell) for cell in cells] if escape else cells)
     return buffer.getvalue()
 
 
@@ -54,7 +64,9 @@ def write_predictions_csv(report: EvalReport, path: str | os.PathLike, details: 
 
 
 def write_json(report: EvalReport, path: str | os.PathLike) -> Path:
-    atomic_write_text(path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    """``report.json``: :meth:`EvalReport.to_dict`, which has ``None`` for every non-finite number, so the file
+    is strict JSON (``allow_nan=False`` makes a stray NaN an error instead of invalid output)."""
+    atomic_write_text(path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return Path(path)
 
 
@@ -152,13 +164,28 @@ _LABELED: Mapping[str, Callable[[EvalReport, Path], Path]] = MappingProxyType(
 )
 
 
-def write_report(report: EvalReport, folder: str | os.PathLike) -> list[Path]:
+def report_file_names(labeled: bool = True) -> tuple[str, ...]:
+    """The names :func:`write_report` writes into its folder (for a labeled or an unlabeled set), so callers
+    can refuse a folder where they would replace an input."""
+    return (*_ALWAYS, *(_LABELED if labeled else {}), REPORT_HTML_NAME)
+
+
+def write_report(
+    report: EvalReport,
+    folder: str | os.PathLike,
+    *,
+    model: Predictor | None = None,
+    command: Sequence[str] | None = None,
+) -> list[Path]:
     """Write ``report.json`` and ``predictions.csv`` (id, label, prob, true), and for a labeled set
-    ``confusion.png``, ``reliability.png`` and ``misclassified.png``, into ``folder``. Returns the paths."""
+    ``confusion.png``, ``reliability.png`` and ``misclassified.png``, into ``folder``, and ``index.html``, the
+    whole report as one page (:func:`~cifarzoo.engines.html_report.write_html_report`: ``model`` gives its name
+    and, for a torch model, Grad-CAM; ``command`` is shown). Returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     writers = {**_ALWAYS, **(_LABELED if report.labeled else {})}
-    return [write(report, folder / name) for name, write in writers.items()]
+    written = [write(report, folder / name) for name, write in writers.items()]
+    return [*written, write_html_report(report, folder, model=model, command=command, testset=report.source)]
 
 
 __all__ = [
@@ -166,6 +193,7 @@ __all__ = [
     "plot_confusion",
     "plot_misclassified",
     "plot_reliability",
+    "report_file_names",
     "write_json",
     "write_predictions_csv",
     "write_report",
