@@ -7,18 +7,23 @@ on onnxruntime, numpy and PIL alone; the torch backends are imported when asked 
 from __future__ import annotations
 
 import os
+from types import MappingProxyType
+from typing import Mapping
 
 from cifarzoo.data.datasets import load_dataset, train_val_split
 from cifarzoo.data.specs import VAL_SIZE, get_dataset_spec
 from cifarzoo.data.testsets import TestSet, open_testset
 from cifarzoo.data.tta import check_tta
 from cifarzoo.engines.evaluate import EvalReport, evaluate_testset
-from cifarzoo.errors import CifarzooError
+from cifarzoo.errors import CheckpointError, CifarzooError
 from cifarzoo.io.layout import ONNX_NAME, TORCHSCRIPT_NAME
-from cifarzoo.io.resolve import resolve
+from cifarzoo.io.resolve import ModelSource, resolve
 from cifarzoo.runtime.backends import BACKENDS, Backend
-from cifarzoo.runtime.onnx import OnnxModel
+from cifarzoo.runtime.onnx import OnnxModel, parse_device
 from cifarzoo.runtime.predictor import Predictor
+
+# The file each exported backend reads from a model folder.
+EXPORTED_FILES: Mapping[str, str] = MappingProxyType({"onnx": ONNX_NAME, "torchscript": TORCHSCRIPT_NAME})
 
 
 def load(
@@ -40,21 +45,37 @@ def load(
         load only with ``trust_code=True`` (``--trust-code``), or when the registry pins them by sha256.
         ``auto``: onnx when the folder has ``model.onnx``, torch otherwise.
 
-    Every backend's result has ``.predict(images)``, ``.classes``, ``.config`` and ``.logits(batch)``.
-    ``device`` is ``auto`` (CUDA when usable), ``cpu``, ``cuda`` or ``cuda:N``.
+    Every backend's result has ``.predict(images)``, ``.classes``, ``.config``, ``.logits(batch)`` and
+    ``.source``: the resolved :class:`~cifarzoo.io.resolve.ModelSource` (zoo entry, Hub snapshot, folder or file,
+    where it lives, and which files were sha256-pinned). ``device`` is ``auto`` (CUDA when usable), ``cpu``,
+    ``cuda`` or ``cuda:N``; anything else, or a CUDA device that is not there, is a one-line error.
     """
     if backend not in BACKENDS:
         raise CifarzooError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    parse_device(device)  # a typo in --device fails here, before any download
     source = resolve(model, backend=backend)
+    predictor = _load_source(source, device=device, backend=backend, trust_code=trust_code)
+    predictor.source = source
+    return predictor
+
+
+def _load_source(source: ModelSource, *, device: str, backend: str, trust_code: bool) -> Predictor:
     if source.kind == "file":
         # A single exported file (model.int8.onnx, model.torchscript.pt) picks its own backend.
         backend = "onnx" if source.path.suffix == ".onnx" else "torchscript"
     elif backend == "auto":
         backend = "onnx" if (source.path / ONNX_NAME).is_file() else "torch"
-    if backend == "onnx":
-        return OnnxModel.from_file(source.path, device=device) if source.kind == "file" else OnnxModel.from_dir(
-            source.path, device=device
+    if backend in EXPORTED_FILES and source.kind == "zoo" and not (source.path / EXPORTED_FILES[backend]).is_file():
+        # The zoo's files live inside the installed package: advice must never send an export there.
+        folder = source.ref.rsplit("/", 1)[-1]
+        raise CheckpointError(
+            f"{source.ref}: the zoo entry has no {EXPORTED_FILES[backend]}; `cifarzoo export {source.ref} --format "
+            f"{backend}` writes a copy of the model with one into ./{folder}/, which then loads as ./{folder}"
         )
+    if backend == "onnx":
+        if source.kind == "file":
+            return OnnxModel.from_file(source.path, device=device)
+        return OnnxModel.from_dir(source.path, device=device)
     # The torch backends import torch; the ONNX path above never does, so it starts in well under a second.
     if backend == "torchscript":
         from cifarzoo.runtime.torchscript import TorchScriptModel
@@ -67,6 +88,31 @@ def load(
 
     return ZooModel.from_pretrained(source.path, device=device)
 
+
+# The test-set arguments of :func:`evaluate`, with the CLI flag that gives each.
+TESTSET_SOURCES: Mapping[str, str] = MappingProxyType(
+    {"dataset": "--dataset", "custom_dir": "--custom-dir", "labels": "--labels", "array": "--array"}
+)
+
+
+def check_one_testset(
+    *,
+    dataset: object = None,
+    custom_dir: object = None,
+    labels: object = None,
+    array: object = None,
+) -> str:
+    """The name of the one test-set argument that was given; a one-line error when none or several were.
+
+    :func:`evaluate` checks this itself; the CLI calls it first too, so a mistake is reported before the model
+    loads (which may mean a download)."""
+    values = {"dataset": dataset, "custom_dir": custom_dir, "labels": labels, "array": array}
+    given = [name for name, value in values.items() if value is not None]
+    if len(given) != 1:
+        *first, last = [f"{name} ({flag})" for name, flag in TESTSET_SOURCES.items()]
+        choices = f"{', '.join(first)} or {last}"
+        raise CifarzooError(f"evaluate needs exactly one test set, one of {choices}; got {', '.join(given) or 'none'}")
+    return given[0]
 
 
 def evaluate(
@@ -102,13 +148,7 @@ def evaluate(
     confusion, ECE, reliability bins, per-image predictions); an unlabeled set gives predictions only.
     """
     check_tta(tta)
-    sources = {"dataset": dataset, "custom_dir": custom_dir, "labels": labels, "array": array}
-    given = [name for name, value in sources.items() if value is not None]
-    if len(given) != 1:
-        raise CifarzooError(
-            f"evaluate needs exactly one test set ({', '.join(f'{k}=' for k in sources)}), got "
-            f"{', '.join(given) or 'none'}"
-        )
+    check_one_testset(dataset=dataset, custom_dir=custom_dir, labels=labels, array=array)
     if not isinstance(model, Predictor):
         model = load(model)
     if dataset is not None:
@@ -139,4 +179,4 @@ def _dataset_testset(
     return TestSet.from_arrays(data.images, data.labels, data.classes, name=f"{spec.name}:{split}")
 
 
-__all__ = ["BACKENDS", "Backend", "evaluate", "load"]
+__all__ = ["BACKENDS", "Backend", "check_one_testset", "evaluate", "load"]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from cifarzoo._version import __version__
 from cifarzoo.errors import ConfigError
@@ -75,7 +76,9 @@ class PreprocessConfig:
         if not all(math.isfinite(s) and s > 0 for s in self.std):
             raise ConfigError(f"preprocess.std must be positive numbers, got {list(self.std)}")
         if not isinstance(self.input_size, int) or not 8 <= self.input_size <= 1024:
-            raise ConfigError(f"preprocess.input_size must be an integer from 8 to 1024, got {self.input_size!r}")
+            raise ConfigError(
+                f"preprocess.input_size must be an integer from 8 to 1024, got {_short(self.input_size)}"
+            )
         if self.resize not in RESIZE_POLICIES:
             raise ConfigError(f"preprocess.resize must be one of {list(RESIZE_POLICIES)}, got {self.resize!r}")
         if self.interpolation not in INTERPOLATIONS:
@@ -83,7 +86,7 @@ class PreprocessConfig:
                 f"preprocess.interpolation must be one of {list(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
         if not isinstance(self.background, int) or not 0 <= self.background <= 255:
-            raise ConfigError(f"preprocess.background must be an integer 0-255, got {self.background!r}")
+            raise ConfigError(f"preprocess.background must be an integer 0-255, got {_short(self.background)}")
 
     @property
     def in_chans(self) -> int:
@@ -144,20 +147,35 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
-            raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
+            raise ConfigError(f"unknown arch {_short(self.arch)}; known archs: {', '.join(ARCHS)}")
         if not self.architecture:
             object.__setattr__(self, "architecture", ARCHS[self.arch].describe())
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         if not isinstance(self.num_classes, int) or not 1 <= self.num_classes <= 100_000:
-            raise ConfigError(f"num_classes must be an integer from 1 to 100000, got {self.num_classes!r}")
+            raise ConfigError(f"num_classes must be an integer from 1 to 100000, got {_short(self.num_classes)}")
         if len(self.classes) != self.num_classes:
             raise ConfigError(f"classes has {len(self.classes)} names but num_classes is {self.num_classes}")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError("classes must be unique names")
         if not isinstance(self.preprocess, PreprocessConfig):
             raise ConfigError("preprocess must be a PreprocessConfig")
-        if not isinstance(self.model_args, dict):
-            raise ConfigError(f"model_args must be a mapping, got {type(self.model_args).__name__}")
+        if not isinstance(self.model_args, dict) or not all(isinstance(k, str) for k in self.model_args):
+            raise ConfigError(f"model_args must be a mapping of option names, got {_short(self.model_args)}")
+        # Fields typed as unions or mappings are not checked by the dict -> dataclass builder; a foreign
+        # config.json must not smuggle a list where a name belongs (it would fail far from here).
+        for label, value in (("name", self.name), ("dataset", self.dataset)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{label} must be a string or null, got {_short(value)}")
+        if not isinstance(self.cifarzoo_version, str):
+            raise ConfigError(f"cifarzoo_version must be a string, got {_short(self.cifarzoo_version)}")
+        if self.recipe is not None and not isinstance(self.recipe, (str, dict)):
+            raise ConfigError(f"recipe must be a name, a table or null, got {_short(self.recipe)}")
+        # NaN is a value here: a run without a val split records val_top1 = NaN ("not measured").
+        if not isinstance(self.metrics, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, numbers.Real) and not isinstance(v, bool)
+            for k, v in self.metrics.items()
+        ):
+            raise ConfigError(f"metrics must map names to numbers, got {_short(self.metrics)}")
 
     @property
     def in_chans(self) -> int:
@@ -193,21 +211,67 @@ class ModelConfig:
         for required in ("arch", "num_classes", "classes", "preprocess"):
             if required not in values:
                 raise ConfigError(f"config is missing the required key {required!r}")
-        if not isinstance(values["classes"], (list, tuple)):
-            raise ConfigError("classes must be a list of names")
-        values["classes"] = [str(c) for c in values["classes"]]
+        classes = values["classes"]
+        # Integer labels (digits) are names too; anything else (a list, a number with a fraction) is a mistake.
+        if not isinstance(classes, (list, tuple)) or not all(
+            isinstance(c, str) or (isinstance(c, int) and not isinstance(c, bool)) for c in classes
+        ):
+            raise ConfigError(f"classes must be a list of names, got {_short(classes)}")
+        values["classes"] = [str(c) for c in classes]
         # The architecture description is always re-derived from the arch, never trusted from the file.
         values["architecture"] = {}
-        return build_dataclass(cls, values, "config", prefix_fields=False)
+        try:
+            return build_dataclass(cls, values, "config", prefix_fields=False)
+        except (OverflowError, RecursionError) as exc:  # float() of a 400-digit integer, absurdly nested values
+            raise ConfigError(f"config has a value too large or too deeply nested ({type(exc).__name__})") from None
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
         """Read and validate a ``config.json``; errors name the file."""
         path = Path(path)
-        data = read_document(path, json.loads, kind="JSON")
+        data = read_document(path, parse_json, kind="JSON")
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> ModelConfig:
+        """Parse and validate config JSON carried inside another file (ONNX metadata, a TorchScript archive);
+        errors are one line starting with ``source``."""
+        try:
+            data = parse_json(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: not readable JSON ({_cut(str(exc), 200)})") from None
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` whose every refusal is a ``ValueError``: besides malformed text, that includes integers over
+    Python's 4,300-digit limit (already a ValueError) and nesting too deep for the parser (a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int(): "Exceeds the limit (4300 digits)", whose advice is for programmers
+        raise ValueError("an integer has too many digits (over Python's 4,300-digit limit)") from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so a hostile value cannot flood a one-line message."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an integer over the digit limit, a self-nested structure
+        text = f"a {type(value).__name__}"
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

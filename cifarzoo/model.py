@@ -62,11 +62,14 @@ class ZooModel(Predictor, nn.Module):
         Loading is strict (every weight present, with its shape, and nothing else) and reads safetensors only.
         The result is in eval mode on ``device``. ``cifarzoo.load(model)`` is this for the torch backend.
         """
+        target = torch_device(device)  # a bad or missing device fails before anything is read or downloaded
         source = resolve(model, backend="torch")
         if source.kind == "file":
             raise CifarzooError(f"{model}: an exported file, not torch weights (a folder with model.safetensors)")
         net, config = load_checkpoint(source.path)
-        return cls(net, config).to(torch_device(device)).eval()
+        loaded = cls(net, config).to(target).eval()
+        loaded.source = source
+        return loaded
 
     def push_to_hub(self, repo_id: str, **options: Any) -> Published:
         """Publish this model to the Hub as ``repo_id``: :func:`cifarzoo.engines.publish.publish` on a folder

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -136,9 +134,20 @@ def test_ema_warms_up_then_averages() -> None:
     torch.nn.init.zeros_(model.weight)
     ema = WeightEMA(model, decay=0.99)
     model.weight.data.fill_(1.0)
-    ema.update(model)  # first update: decay = 2/11, so the average jumps most of the way
-    assert ema.module.weight.item() == pytest.approx(1 - 2 / 11)
+    # Update n uses decay d_n = min(0.99, (1 + n) / (10 + n)); averaging a constant 1 from 0, the average after n
+    # updates is 1 - d_1 * ... * d_n. The first updates follow the ramp (2/11, 3/12, ...), not the configured 0.99.
+    kept = 1.0
+    for n in range(1, 6):
+        ema.update(model)
+        kept *= (1 + n) / (10 + n)
+        assert ema.module.weight.item() == pytest.approx(1 - kept, rel=1e-6), n
+    assert ema.module.weight.item() == pytest.approx(1 - (2 / 11) * (3 / 12) * (4 / 13) * (5 / 14) * (6 / 15))
     for _ in range(2000):
         ema.update(model)
-    assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-6)
-    assert math.isclose(min(0.99, (1 + 2001) / (10 + 2001)), 0.99)
+    # Past the ramp ((1 + n) / (10 + n) >= 0.99 from n = 890 on) the decay is the configured 0.99: a step of the
+    # weights to 0 leaves 99% of the average.
+    before = ema.module.weight.item()
+    model.weight.data.fill_(0.0)
+    ema.update(model)
+    assert ema.updates == 2006
+    assert ema.module.weight.item() == pytest.approx(0.99 * before, rel=1e-6)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -68,7 +69,7 @@ def test_predict_table_and_json(c10_checkpoint, image_dir) -> None:
     assert [Path(p["path"]).name for p in preds] == ["a.png", "b.png"]
     classes = ZOO["resnet26-c10"].dataset.classes
     for p in preds:
-        assert set(p) == {"path", "label", "index", "prob", "topk"}
+        assert set(p) == {"path", "label", "index", "prob", "topk", "model"}  # "model": the resolved source
         assert classes[p["index"]] == p["label"] == p["topk"][0]["label"]
         probs = [t["prob"] for t in p["topk"]]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True) and probs[0] == p["prob"]
@@ -111,8 +112,20 @@ def test_predict_subprocess_json(c10_checkpoint, tmp_path) -> None:
     assert out.returncode == 0, out.stderr
     (pred,) = json.loads(out.stdout)
     assert pred["path"] == str(image) and len(pred["topk"]) == 5
-    top5_mass = sum(t["prob"] for t in pred["topk"])
-    assert 0.5 - 1e-6 <= top5_mass <= 1 + 1e-6  # the top half of 10 classes holds at least half the mass
+    # The exact answer, computed here from the network's logits: the model's own preprocessing of the file, a
+    # softmax, and the five largest probabilities in order.
+    import cifarzoo
+    from cifarzoo.data.preprocess import preprocess
+
+    model = cifarzoo.load(c10_checkpoint, device="cpu")
+    logits = model.logits(preprocess([image], model.config.preprocess))[0].astype(np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    top = np.argsort(-probs, kind="stable")[:5]
+    classes = ZOO["resnet26-c10"].dataset.classes
+    assert [t["label"] for t in pred["topk"]] == [classes[i] for i in top]
+    np.testing.assert_allclose([t["prob"] for t in pred["topk"]], probs[top], rtol=1e-5, atol=1e-7)
+    assert pred["index"] == top[0] and pred["prob"] == pred["topk"][0]["prob"]
 
 
 def test_debug_env_shows_traceback(tmp_path) -> None:

@@ -174,3 +174,18 @@ def test_a_corrupt_file_is_one_line(tmp_path) -> None:
     with pytest.raises(CifarzooError, match="not a readable torch checkpoint") as err:
         read_foreign_state_dict(path)
     assert "\n" not in str(err.value)
+
+
+def test_the_load_hint_names_the_folder_not_the_zoo_entry(tmp_path, source, monkeypatch) -> None:
+    """Converted into ./resnet26-fm, the hint must say cifarzoo.load('./resnet26-fm'): the bare name is the zoo's."""
+    monkeypatch.chdir(tmp_path)
+    torch.save(source, tmp_path / "old.pth")
+    result = convert("old.pth", "--arch", "resnet26", "--dataset", "fm", "--out", "resnet26-fm")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "wrote resnet26-fm (model.safetensors + config.json); load it with cifarzoo.load('./resnet26-fm')"
+    )
+    assert_loads_with("./resnet26-fm", source)  # what the hint says loads these weights ...
+    assert cifarzoo.load("resnet26-fm", device="cpu").source.kind == "zoo"  # ... the bare name does not
+    absolute = convert("old.pth", "--arch", "resnet26", "--dataset", "fm", "--out", str(tmp_path / "abs"))
+    assert absolute.stdout.strip().endswith(f"cifarzoo.load({str(tmp_path / 'abs')!r})")

@@ -182,9 +182,33 @@ def test_array_npz_npy_and_cifar101_sibling_labels(model, tmp_path, rng) -> None
 
 
 def test_array_in_another_size_and_mode_is_converted(tmp_path, rng) -> None:
-    fm = cifarzoo.create_model("resnet26-fm")  # 28x28 grayscale model, CIFAR-sized colour arrays
-    np.savez(tmp_path / "c.npz", images=rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8), labels=[0, 9, 1])
-    assert cifarzoo.evaluate(fm, array=tmp_path / "c.npz").n == 3
+    import torch
+
+    from cifarzoo.data.preprocess import normalize
+
+    torch.manual_seed(0)
+    fm = cifarzoo.create_model("resnet26-fm", zero_init_last=False)  # 28x28 grayscale, CIFAR-sized colour arrays
+    fm.eval()
+    images = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", images=images, labels=[0, 9, 1])
+    report = cifarzoo.evaluate(fm, array=tmp_path / "c.npz")
+    # What the model must have seen: each image made grayscale (ITU-R 601 luma) and scaled to 28x28 (the
+    # shorter side is 32, so center-crop is a plain bilinear resize), done here by hand with PIL.
+    cfg = fm.config.preprocess
+    expected = np.stack([np.asarray(Image.fromarray(a).convert("L").resize((28, 28), Image.Resampling.BILINEAR))
+                         for a in images])[..., None]
+    assert expected.std() > 10  # real pixels, not a blank image that any conversion would match
+    logits = fm.logits(normalize(expected, cfg))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    assert report.n == 3 and report.labels.tolist() == [0, 9, 1]
+    assert report.pred.tolist() == probs.argmax(axis=1).tolist()
+    np.testing.assert_allclose(report.confidence, probs.max(axis=1), rtol=1e-4)
+    # A wrong conversion (the red channel instead of luma) would be visible at this tolerance.
+    red = np.stack([np.asarray(Image.fromarray(a[..., 0]).resize((28, 28), Image.Resampling.BILINEAR))
+                    for a in images])[..., None]
+    red_logits = fm.logits(normalize(red, cfg))
+    assert not np.allclose(red_logits, logits, atol=1e-3)
 
 
 def test_array_files_are_never_unpickled_and_bad_ones_are_one_line_errors(model, tmp_path) -> None:
@@ -384,7 +408,7 @@ def test_report_folder_has_every_file(c10_checkpoint, class_dir, tmp_path) -> No
     folder = tmp_path / "report"
     result = run("eval", "--model", c10_checkpoint, "--custom-dir", class_dir, "--report", folder)
     assert result.exit_code == 0, result.output
-    expected = {"report.json", "confusion.png", "reliability.png", "misclassified.png", "predictions.csv"}
+    expected = {"report.json", "confusion.png", "reliability.png", "misclassified.png", "predictions.csv", "index.html"}
     assert {p.name for p in folder.iterdir()} == expected
     for name in ("confusion.png", "reliability.png", "misclassified.png"):
         with Image.open(folder / name) as img:

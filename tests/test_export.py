@@ -11,6 +11,7 @@ from conftest import run_cli_without_torch
 
 import cifarzoo
 from cifarzoo.engines.export import export
+from cifarzoo.errors import CifarzooError
 from cifarzoo.io.export import check_parity, parity_inputs
 from cifarzoo.io.layout import ONNX_NAME, TORCHSCRIPT_NAME
 from cifarzoo.models.specs import ARCHS
@@ -123,18 +124,47 @@ def test_fallback_exporter_is_used_and_reported(checkpoints, tmp_path, monkeypat
 
 
 def test_failed_export_leaves_no_file(checkpoints, tmp_path, monkeypatch) -> None:
+    tried: list[bool] = []
+
     def broken(*args, **kwargs):
+        tried.append(bool(kwargs.get("dynamo")))
         raise RuntimeError("exporter crashed")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
-    with pytest.raises(RuntimeError):
+    # An exporter crash is a bug, not a user mistake: it propagates unchanged (a traceback), after both exporters
+    # were tried, the torch.export-based one first.
+    with pytest.raises(RuntimeError, match="^exporter crashed$"):
         export(checkpoints["resnet26-fm"], fmt="onnx", out=tmp_path / "x.onnx")
+    assert tried == [True, False]
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_format_and_dtype(checkpoints) -> None:
-    from cifarzoo.errors import CifarzooError
+def test_int8_parity_images_are_never_calibration_images(monkeypatch) -> None:
+    """Calibration takes the first 512 images of one seeded order of the training set, the parity check the next
+    256: disjoint by construction (two independent random draws would overlap)."""
+    from cifarzoo.data.datasets import ArrayDataset
+    from cifarzoo.engines import export as engine
 
+    n = 1_000  # small, so that overlapping draws would be certain
+    images = np.zeros((n, 28, 28, 1), np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 1, 0] = np.arange(n) // 256, np.arange(n) % 256  # each image says its index
+    data = ArrayDataset(images, np.zeros(n, np.int64), tuple(f"c{i}" for i in range(10)), "fake:train")
+    monkeypatch.setattr(engine, "load_dataset", lambda *args, **kwargs: data)
+    config = cifarzoo.create_model("resnet26-fm").config
+
+    def indices(batch: np.ndarray) -> set[int]:
+        return set((batch[:, 0, 0, 0].astype(int) * 256 + batch[:, 0, 1, 0]).tolist())
+
+    calibration = indices(engine._calibration_images(config, None, None, engine.CALIBRATION_IMAGES))
+    held_out = indices(
+        engine._calibration_images(config, None, None, engine.PARITY_INPUTS, offset=engine.CALIBRATION_IMAGES)
+    )
+    assert len(calibration) == 512 and len(held_out) == 256 and not calibration & held_out
+    with pytest.raises(CifarzooError, match="no training images held out from calibration"):
+        engine._calibration_images(config, None, None, 10, offset=n)
+
+
+def test_bad_format_and_dtype(checkpoints) -> None:
     with pytest.raises(CifarzooError, match="unknown format"):
         export(checkpoints["resnet26-fm"], fmt="tflite")
     with pytest.raises(CifarzooError, match="not available for torchscript"):
@@ -146,8 +176,6 @@ def test_providers_use_cuda_only_when_usable() -> None:
     expected = cuda_usable()
     assert (onnx_providers("auto")[0] != "CPUExecutionProvider") == expected
     if not expected:
-        from cifarzoo.errors import CifarzooError
-
         with pytest.raises(CifarzooError, match="no usable CUDA"):
             onnx_providers("cuda")
 

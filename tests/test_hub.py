@@ -152,15 +152,17 @@ def test_only_the_files_the_backend_reads_are_fetched(hub_cache, releases, zoo, 
     write_snapshot(hub_cache, REPO, OLD, onnx_side)
     zoo(hub_entry(sha256=pins(releases[OLD])))
     asked: list[str] = []
-    real = huggingface_hub.hf_hub_download
-    monkeypatch.setattr(
-        huggingface_hub,
-        "hf_hub_download",
-        lambda repo_id, filename, **kw: asked.append(filename) or real(repo_id, filename, **kw),
-    )
+    # Every way a file is looked up: the cache lookup of a pinned commit, and the download.
+    for function in ("hf_hub_download", "try_to_load_from_cache"):
+        real = getattr(huggingface_hub, function)
+        monkeypatch.setattr(
+            huggingface_hub,
+            function,
+            lambda repo_id, filename, _real=real, **kw: asked.append(filename) or _real(repo_id, filename, **kw),
+        )
 
     onnx_model = cifarzoo.load(NAME, device="cpu", backend="onnx")
-    assert isinstance(onnx_model, OnnxModel) and sorted(asked) == ["config.json", "model.onnx"]
+    assert isinstance(onnx_model, OnnxModel) and sorted(set(asked)) == ["config.json", "model.onnx"]
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
     from cifarzoo.models.factory import build_model
 
@@ -172,7 +174,7 @@ def test_only_the_files_the_backend_reads_are_fetched(hub_cache, releases, zoo, 
     asked.clear()
     with pytest.raises(CifarzooError, match=r"model\.safetensors not in the Hugging Face cache") as err:
         cifarzoo.load(NAME, device="cpu", backend="torch")
-    assert sorted(asked) == ["config.json", "model.safetensors"] and "model.onnx" not in str(err.value)
+    assert sorted(set(asked)) == ["config.json", "model.safetensors"] and "model.onnx" not in str(err.value)
 
 
 def test_auto_backend_takes_onnx_when_the_repo_has_it(hub_cache, releases) -> None:
@@ -383,3 +385,206 @@ def test_an_entry_without_released_weights_names_the_training_command() -> None:
 def test_resolve_keeps_its_old_signature(c10_checkpoint) -> None:
     assert resolve.resolve_model_dir(c10_checkpoint) == c10_checkpoint
     assert resolve.resolve_model_dir(str(c10_checkpoint), backend="onnx") == c10_checkpoint
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The network: an unreachable Hub, a captive portal, a Hub that errors, and the online path, all against
+# local servers (127.0.0.1) through HF_ENDPOINT; never the real network.
+
+HTML = b"<html><body>Please accept the terms of this Wi-Fi network</body></html>"
+
+
+class FakeHub:
+    """An HTTP server on 127.0.0.1 in a thread, answering with ``respond(method, path)`` and counting requests."""
+
+    def __init__(self, respond) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[tuple[str, str]] = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _answer(self, body: bool) -> None:
+                hub.requests.append((self.command, self.path))
+                status, headers, data = respond(self.command, self.path)
+                self.send_response(status)
+                for key, value in {"Content-Length": str(len(data)), **headers}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def do_HEAD(self) -> None:
+                self._answer(body=False)
+
+            def do_GET(self) -> None:
+                self._answer(body=True)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._answer(body=True)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_hub():
+    servers: list[FakeHub] = []
+
+    def start(respond) -> FakeHub:
+        servers.append(FakeHub(respond))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: connecting is refused at once, as when the machine is offline."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_cli(args: list[str], endpoint: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """``cifarzoo ARGS`` in a fresh process against ``endpoint``, with an empty HF cache and not offline."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    environment.update(
+        HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_CACHE=str(tmp_path / "hf-cache"), **env
+    )
+    return subprocess.run([sys.executable, "-m", "cifarzoo", *args], env=environment, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.fixture
+def png(tmp_path) -> Path:
+    from PIL import Image
+
+    Image.new("L", (28, 28), 90).save(tmp_path / "img.png")
+    return tmp_path / "img.png"
+
+
+def assert_one_line_offline_error(done: subprocess.CompletedProcess, reason: str) -> str:
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines  # no retry warnings, no traceback
+    line = lines[0]
+    assert line.startswith("error: hf://user/repo: config.json, model.safetensors not in the Hugging Face cache (")
+    assert reason in line
+    assert "HF_HUB_OFFLINE=1" in line and "--model ./DIR" in line and "`hf download user/repo config.json" in line
+    return line
+
+
+def test_an_unreachable_hub_fails_at_once_with_one_line(tmp_path, png) -> None:
+    """A refused connection (what an offline machine gets): one request's worth of time, not huggingface_hub's
+    five retries per file (~46 s before). The retries would print warnings, so one stderr line proves none ran."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    done = run_cli(["predict", str(png), "--model", "hf://user/repo"], endpoint, tmp_path)
+    assert_one_line_offline_error(done, f"the Hub at {endpoint} cannot be reached (ConnectError: ")
+
+
+def test_a_hub_that_does_not_answer_times_out_once(tmp_path, png) -> None:
+    """A server that accepts the connection and never answers: HF_HUB_ETAG_TIMEOUT bounds the one request."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts connections; nobody ever reads or answers
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        done = run_cli(["predict", str(png), "--model", "hf://user/repo"], endpoint, tmp_path, HF_HUB_ETAG_TIMEOUT="1")
+    assert_one_line_offline_error(done, f"the Hub at {endpoint} cannot be reached (ReadTimeout")
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "reason"),
+    [
+        (200, {"Content-Type": "text/html"}, "answered, but not as the Hugging Face Hub (a captive portal"),
+        (302, {"Location": "http://portal.invalid/login"}, "answered, but not as the Hugging Face Hub"),
+        (500, {"Content-Type": "text/html"}, "answered HTTP 500"),
+        (404, {"Content-Type": "text/html"}, "answered HTTP 404"),
+    ],
+    ids=["portal-page", "portal-redirect", "server-error", "not-a-hub-404"],
+)
+def test_a_hub_answering_html_is_one_line_after_one_request(tmp_path, png, fake_hub, status, headers, reason) -> None:
+    server = fake_hub(lambda method, path: (status, headers, HTML))
+    done = run_cli(["predict", str(png), "--model", "hf://user/repo"], server.url, tmp_path)
+    assert_one_line_offline_error(done, reason)
+    # One HEAD, for config.json: huggingface_hub alone would retry a 500 five times, per file and per backend.
+    # (It may also fetch its /api/agent-harnesses list for the user-agent string, once: not a model request.)
+    model_requests = [(method, path) for method, path in server.requests if path.startswith("/user/repo/")]
+    assert model_requests == [("HEAD", "/user/repo/resolve/main/config.json")]
+
+
+def test_files_already_cached_are_used_when_the_hub_is_unreachable(tmp_path, releases) -> None:
+    from PIL import Image
+
+    write_snapshot(tmp_path / "hf-cache", REPO, OLD, releases[OLD])
+    Image.new("L", (28, 28), 90).save(tmp_path / "img.png")
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    done = run_cli(["predict", str(tmp_path / "img.png"), "--model", f"hf://{REPO}", "--json"], endpoint, tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert json.loads(done.stdout)
+
+
+def test_the_online_path_still_downloads(tmp_path, releases, fake_hub, hub_cache, monkeypatch) -> None:
+    """A Hub that answers: the reachability check costs one HEAD, then hf_hub_download fetches as usual."""
+    from huggingface_hub import constants
+
+    files = {name: data for name, data in releases[OLD].items() if name in ("config.json", "model.onnx")}
+
+    def respond(method, path):
+        name = path.rsplit("/", 1)[-1]
+        if name not in files:
+            return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": OLD}, b"{}"
+        data = files[name]
+        return 200, {"X-Repo-Commit": OLD, "ETag": f'"{etag(name, data)}"'}, data
+
+    server = fake_hub(respond)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", server.url)
+    template = server.url + "/{repo_id}/resolve/{revision}/{filename}"  # derived from ENDPOINT at import
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    model = cifarzoo.load(f"hf://{REPO}", backend="onnx", device="cpu")
+    assert isinstance(model, OnnxModel) and model.source.kind == "hub"
+    snapshot = hub_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / OLD
+    assert model.path == snapshot / "model.onnx" and (snapshot / "model.onnx").read_bytes() == files["model.onnx"]
+    url = f"/{REPO}/resolve/main/"
+    model_requests = [(method, path) for method, path in server.requests if path.startswith(f"/{REPO}/")]
+    assert model_requests == [
+        ("HEAD", url + "config.json"),  # the reachability check: the only request added to what hf_hub_download does
+        ("HEAD", url + "config.json"), ("GET", url + "config.json"),
+        ("HEAD", url + "model.onnx"), ("GET", url + "model.onnx"),
+    ]
+
+
+def test_publish_to_a_hub_answering_html_is_one_line(tmp_path, fake_hub) -> None:
+    server = fake_hub(lambda method, path: (200, {"Content-Type": "text/html"}, HTML))
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "config.json").write_text("{}")
+    code = (
+        "import cifarzoo\n"
+        "from cifarzoo.io.hub import upload_folder\n"
+        f"try:\n    upload_folder({str(tmp_path / 'repo')!r}, 'user/repo')\n"
+        "except cifarzoo.CifarzooError as exc:\n    print('ERROR', exc)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    environment.update(HF_ENDPOINT=server.url, HF_HOME=str(tmp_path / "hf-home"), HF_TOKEN="hf_" + "x" * 30)
+    done = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        f"ERROR user/repo: upload failed: the Hub at {server.url} answered with something that is not JSON (a "
+        "captive portal or proxy page?); check the network or HF_ENDPOINT"
+    )

@@ -97,11 +97,28 @@ def test_under_five_million_parameters(arch: str) -> None:
     assert count_params(build_model(arch, num_classes=10)) < 5_000_000
 
 
-@pytest.mark.parametrize(
-    ("arch", "reference"), [("resnet26", 4_196_906), ("resnet34", 4_348_082), ("resnet50", 4_815_794)]
-)
-def test_within_ten_percent_of_the_original_studies(arch: str, reference: int) -> None:
-    assert abs(count_params(build_model(arch, num_classes=10)) - reference) / reference <= 0.10
+# The original studies' parameter counts for CIFAR-10 (recorded in cifarzoo/models/specs.py and the design
+# issue). Our widths land 2.08%, 1.99% and 1.88% below them, so the bound is their real gap, 2.1%, not a
+# generous 10% that a wrong width or a missing stage would still pass.
+STUDY_COUNTS = {"resnet26": 4_196_906, "resnet34": 4_348_082, "resnet50": 4_815_794}
+
+
+@pytest.mark.parametrize(("arch", "reference"), list(STUDY_COUNTS.items()))
+def test_within_the_original_studies_real_gap(arch: str, reference: int) -> None:
+    assert abs(count_params(build_model(arch, num_classes=10)) - reference) / reference <= 0.021
+
+
+# The studies give no counts for the plain nets (and ours are defined as the ResNets minus every skip
+# connection), so their counts are pinned exactly: the same numbers as README.md and the registry.
+EXACT_COUNTS = {
+    "resnet26": 4_109_482, "resnet34": 4_261_674, "resnet50": 4_725_354,
+    "plain26": 3_347_626, "plain34": 4_224_010, "plain50": 4_127_978,
+}
+
+
+@pytest.mark.parametrize(("arch", "count"), list(EXACT_COUNTS.items()))
+def test_exact_parameter_counts_for_cifar10(arch: str, count: int) -> None:
+    assert count_params(build_model(arch, num_classes=10)) == count
 
 
 def test_se_blocks_add_gates_and_parameters() -> None:

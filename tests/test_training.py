@@ -1,23 +1,30 @@
-"""The training engine on real Fashion-MNIST: it learns, it resumes exactly, and DDP keeps ranks in sync."""
+"""The training engine on real Fashion-MNIST: it learns, it resumes exactly, and DDP equals one process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.multiprocessing
+from torch import nn
 from typer.testing import CliRunner
 
 import cifarzoo
 from cifarzoo.cli import app
 from cifarzoo.data.datasets import SYSTEM_FASHION_MNIST
+from cifarzoo.data.specs import CIFAR10
 from cifarzoo.training import run_files
-from cifarzoo.training.loop import train
+from cifarzoo.training.distributed import DistContext
+from cifarzoo.training.loop import TrainData, Trainer, prepare_data, train
 from cifarzoo.training.recipe import load_recipe
 
 pytestmark = pytest.mark.skipif(
@@ -125,12 +132,14 @@ def test_a_kill_at_the_epoch_end_loses_no_metrics_row(tmp_path, monkeypatch, win
 
 
 def test_two_process_ddp_on_gloo(tmp_path) -> None:
+    """The CLI under torchrun: rank 0 alone writes the files (and takes and releases the folder's lock)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "cifarzoo", "train", "resnet26-fm", "--out", str(out), "--device", "cpu",
-         *[arg for item in TINY[:-4] + ["train.epochs=2", "train.tta=none"] for arg in ("--set", item)]],
+         *[arg for item in TINY[:-4] + ["train.epochs=2", "train.tta=none", "data.train_subset=64"]
+           for arg in ("--set", item)]],
         capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -141,6 +150,89 @@ def test_two_process_ddp_on_gloo(tmp_path) -> None:
         ["config.json", "model.safetensors", "state.pt", "metrics.jsonl", "recipe.json", "curves.png"]
     )
     assert cifarzoo.load(out).config.metrics["epochs"] == 2
+
+
+class _NoNormNet(nn.Module):
+    """A small CNN without BatchNorm. Its gradient on a batch is the mean of the per-image gradients, so a DDP step
+    (each rank half the batch, gradients averaged) is exactly the one-process step on the whole batch. With
+    BatchNorm it is not: each rank normalises with its own half-batch's statistics (plain DDP, no SyncBatchNorm,
+    which needs CUDA), so the zoo's nets cannot be compared this way."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.fc = nn.Linear(8 * 16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    """One rank of a ``world``-process gloo job: the real Trainer (sharding, DDP, gradient averaging, EMA,
+    all-reduced metrics, sharded evaluation) on a net without BatchNorm; rank 0 saves what the test compares."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from cifarzoo.training import loop
+
+    def no_norm_build(config, pretrained=False) -> nn.Module:
+        return _NoNormNet(config.num_classes)
+
+    gathered: list[np.ndarray] = []
+    real_report = loop.compute_report
+
+    def capture_report(logits, labels, classes):
+        gathered.append(np.array(logits))
+        return real_report(logits, labels, classes)
+
+    loop.build = no_norm_build  # type: ignore[assignment]
+    loop.compute_report = capture_report  # type: ignore[assignment]
+    # No augmentation: each rank would draw its own crops for its half of the batch.
+    recipe = load_recipe("resnet26-c10", overrides=[
+        "data.crop_padding=0", "data.flip=false", "model.drop_rate=0", "train.precision=fp32",
+        "train.channels_last=false", "train.batch_size=16", "train.epochs=2", "train.ema_decay=0.9",
+        "schedule.warmup_epochs=0", "train.label_smoothing=0.1",
+    ])
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64 + 37, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (64 + 37,), generator=generator)
+    data = TrainData(images[:64], labels[:64], images[64:], labels[64:], None, None, CIFAR10.classes,
+                     CIFAR10.preprocess_config(), CIFAR10.tag)
+    ctx = DistContext.from_env("cpu")
+    try:
+        trainer = Trainer(recipe, Path(out), data, ctx, progress=False)
+        rows = [trainer.train_epoch(epoch) for epoch in (1, 2)]
+        trainer._check_ranks_in_sync()
+        report = trainer.evaluate(data.val_images, data.val_labels)
+        if ctx.is_main:
+            torch.save({"weights": trainer.net.state_dict(), "ema": trainer.eval_net.state_dict(),
+                        "losses": [row["train_loss"] for row in rows], "n": report.n,
+                        "logits": torch.from_numpy(gathered[-1])}, Path(out) / f"world{world}.pt")
+    finally:
+        ctx.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_ranks_train_the_same_weights_as_one_with_the_same_global_batch(tmp_path) -> None:
+    """Two gloo ranks with 8 images each per step end with the weights (and EMA, losses) of one process with 16;
+    the sharded evaluation of 37 images (19 + 18) gathers every image once, in order."""
+    for world in (1, 2):
+        torch.multiprocessing.spawn(_ddp_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=True)
+    one, two = torch.load(tmp_path / "world1.pt"), torch.load(tmp_path / "world2.pt")
+    torch.manual_seed(0)
+    untrained = _NoNormNet(10).state_dict()
+    for key, value in one["weights"].items():
+        assert (value - untrained[key]).abs().max() > 1e-3, key  # training moved it: the comparison means something
+        torch.testing.assert_close(two["weights"][key], value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(two["ema"][key], one["ema"][key], rtol=1e-5, atol=1e-6)
+    assert two["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    assert one["n"] == two["n"] == 37
+    torch.testing.assert_close(two["logits"], one["logits"], rtol=1e-5, atol=1e-6)
 
 
 def test_grad_norm_logging_per_stage(tmp_path) -> None:
@@ -157,11 +249,17 @@ def test_grad_norm_logging_per_stage(tmp_path) -> None:
     [["optim.sam_rho=0.05", "optim.grad_clip=1.0"], ["optim.name=adamw", "optim.lr=0.001", "schedule.name=plateau"]],
 )
 def test_optimiser_variants_train(tmp_path, extra) -> None:
+    """Every weight tensor of the seeded model the run starts from takes real steps. Parameters only: BatchNorm's
+    running statistics move in any forward pass, stepping or not."""
     recipe = load_recipe("resnet26-fm", overrides=TINY[:-4] + ["train.epochs=1", "schedule.warmup_epochs=0", *extra])
-    before = cifarzoo.create_model("resnet26-fm").net.state_dict()
+    # The Trainer seeds the model from train.seed, so this one is the run's starting point exactly.
+    start = Trainer(recipe, tmp_path / "unused", prepare_data(recipe, torch.device("cpu")), DistContext()).net
+    before = {name: p.detach().clone() for name, p in start.named_parameters()}
     train(recipe, tmp_path / "run", device="cpu", progress=False)
     after = _state(tmp_path / "run")["model"]
-    assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+    # Conv and linear weights (BatchNorm's scale, near 1, may move less than float32 resolves in six steps).
+    moved = {name: float((after[name] - value).abs().max()) for name, value in before.items() if value.ndim > 1}
+    assert len(moved) == 30 and min(moved.values()) > 1e-5, sorted(moved.items(), key=lambda kv: kv[1])[:3]
 
 
 def test_cli_train_refuses_to_overwrite_and_to_resume_nothing(tmp_path) -> None:
@@ -177,7 +275,6 @@ def test_cli_train_refuses_to_overwrite_and_to_resume_nothing(tmp_path) -> None:
 
 
 def test_folder_dataset_trains(tmp_path) -> None:
-    import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -193,5 +290,40 @@ def test_folder_dataset_trains(tmp_path) -> None:
     ])
     result = train(recipe, tmp_path / "run", device="cpu", progress=False)
     model = cifarzoo.load(tmp_path / "run")
-    assert model.classes == ("blue", "red") and result.metrics["val_top1"] >= 50
-    assert model.config.preprocess.mean[0] > model.config.preprocess.mean[1]  # statistics measured from the data
+    assert model.classes == ("blue", "red")
+    assert result.metrics["val_top1"] == 100.0  # red against blue: a colour channel separates them
+    # Normalisation statistics measured from these very pixels (80 images), not defaults.
+    pixels = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "data").rglob("*.png"))]) / 255.0
+    assert model.config.preprocess.mean == pytest.approx(pixels.reshape(-1, 3).mean(0), abs=1e-4)
+    assert model.config.preprocess.std == pytest.approx(pixels.reshape(-1, 3).std(0), abs=1e-4)
+
+
+def test_cli_resume_continues_a_stopped_run_to_the_same_weights(tmp_path) -> None:
+    """`train --epochs 1`, then `train --resume --epochs 2`, from the command line, ends as one `--epochs 2` run:
+    the same weights, EMA and metrics rows. (A schedule that does not depend on the run's length, so that stopping
+    after one epoch is the same as being interrupted there.)"""
+    items = ["data.train_subset=64", "data.val_size=32", "data.test_subset=32", "train.batch_size=32",
+             "train.precision=fp32", "train.deterministic=true", "train.ema_decay=0.9", "train.tta=none",
+             "schedule.warmup_epochs=0", "schedule.name=constant"]
+    runner = CliRunner()
+
+    def cli(out: Path, *args: str):
+        result = runner.invoke(app, ["train", "resnet26-fm", "--out", str(out), "--device", "cpu", "-q", *args,
+                                     *[arg for item in items for arg in ("--set", item)]])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return json.loads(result.stdout)
+
+    cli(tmp_path / "straight", "--epochs", "2")
+    assert cli(tmp_path / "resumed", "--epochs", "1")["metrics"]["epochs"] == 1
+    resumed = cli(tmp_path / "resumed", "--epochs", "2", "--resume")
+    assert resumed["metrics"]["epochs"] == 2
+    a, b = _state(tmp_path / "straight"), _state(tmp_path / "resumed")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in a["ema"]["module"]:
+        assert torch.equal(a["ema"]["module"][key], b["ema"]["module"][key]), key
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "img_per_s")} for r in rows]  # noqa: E731
+    assert strip(run_files.read_metrics(tmp_path / "resumed")) == strip(run_files.read_metrics(tmp_path / "straight"))
+    assert [r["epoch"] for r in run_files.read_metrics(tmp_path / "resumed")] == [1, 2]
+    assert json.loads((tmp_path / "resumed" / run_files.RECIPE_NAME).read_text())["train"]["epochs"] == 2

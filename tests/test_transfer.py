@@ -48,6 +48,29 @@ def test_input_policy_upsamples_to_224() -> None:
         assert model.net.forward_features(torch.randn(1, 3, 32, 32)).shape == (1, 2048, 7, 7)
 
 
+def test_forward_equals_torchvision_resnet50_after_upsampling_to_224(imagenet_file) -> None:
+    """Golden reference: with torchvision's ResNet-50 weights (random, seeded) in the backbone and its ImageNet
+    head as ours, tv_resnet50 on a 32x32 image is torchvision's resnet50 on that image upsampled to 224x224
+    (bilinear, align_corners=False): the same network behind the documented input policy, nothing else."""
+    import torch.nn.functional as F
+    from torchvision.models import resnet50
+
+    reference = resnet50(weights=None)
+    reference.load_state_dict(torch.load(imagenet_file, weights_only=True))
+    reference.eval()
+    model = cifarzoo.create_model("tv_resnet50-c10", num_classes=1000, pretrained=imagenet_file).eval()
+    model.net.fc.load_state_dict(reference.fc.state_dict())  # the one part load_backbone leaves out
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False))
+        got = model(x)
+        nearest = reference(F.interpolate(x, size=(224, 224), mode="nearest"))
+    assert got.shape == (4, 1000)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    # The tolerance is tight enough to tell the upsampling apart: another resize gives other logits.
+    assert not torch.allclose(got, nearest, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
 def test_imagenet_weights_from_a_local_file(imagenet_file) -> None:
     model = cifarzoo.create_model("tv_resnet50-c100", pretrained=imagenet_file)
     expected = torch.load(imagenet_file, weights_only=True)

@@ -19,4 +19,6 @@ def convert_command(
     from cifarzoo.engines.convert import convert_checkpoint
 
     folder = convert_checkpoint(checkpoint, arch=arch, dataset=dataset, out=out)
-    typer.echo(f"wrote {folder} (model.safetensors + config.json); load it with cifarzoo.load({str(folder)!r})")
+    # A relative path is written ./NAME: a bare NAME that is also a zoo name would load the zoo entry instead.
+    ref = str(folder) if folder.is_absolute() or str(folder).startswith(".") else f"./{folder}"
+    typer.echo(f"wrote {folder} (model.safetensors + config.json); load it with cifarzoo.load({ref!r})")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from cifarzoo.cli._common import write_json
+from cifarzoo.cli._common import echo, write_json
 from cifarzoo.registry import DEFAULT_MODEL
 
 
@@ -34,4 +34,4 @@ def explain_command(
     if as_json:
         write_json(result.to_dict())
     else:
-        typer.echo(f"{result.out}: Grad-CAM for {result.title}")
+        echo(f"{result.out}: Grad-CAM for {result.title}")  # escaped: the title holds a class name

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, List
 
 import typer
 
-from cifarzoo.cli._common import choice_enum, format_table, print_error, write_json
+from cifarzoo.cli._common import choice_enum, echo, format_table, print_error, write_json
 from cifarzoo.registry import DEFAULT_MODEL
 from cifarzoo.runtime.backends import BACKENDS
 
@@ -32,13 +32,17 @@ def predict_command(
     ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N, or auto (CUDA when available)."),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per forward pass."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Say on stderr which model was used: zoo entry, Hub snapshot, folder or file."
+    ),
 ) -> None:
     """Predict labels for images.
 
     Images of another size than the model's input (32x32 for CIFAR, 28x28 for Fashion-MNIST) are resized by
     the model's resize policy (see `cifarzoo info`). Real photos shrunk to 32x32 lose most of their detail and
-    classify worse than the test set suggests. Unreadable files are reported one per line on stderr; the rest
-    are still predicted, and the exit code is 1 if any file failed.
+    classify worse than the test set suggests. Unreadable files (and FIFOs or devices named like images, which
+    are never opened) are reported one per line on stderr; the rest are still predicted, and the exit code is 1
+    if any file failed.
     """
     from cifarzoo.api import load
     from cifarzoo.data.files import collect_images
@@ -46,21 +50,25 @@ def predict_command(
 
     collected = collect_images(images)
     predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
+    source = predictor.source.to_dict() if predictor.source is not None else None
+    if verbose and predictor.source is not None:
+        echo(f"model: {predictor.source.describe()}", err=True)
     result = predict_images(predictor.logits, predictor.config, collected.paths, topk=topk, batch_size=batch_size)
 
     if as_json:
-        write_json([p.to_dict() for p in result.predictions])
+        write_json([{**p.to_dict(), "model": source} for p in result.predictions])
     elif result.predictions:
         rows = [
             (p.path, p.label, f"{p.prob:.3f}", ", ".join(f"{label} {prob:.3f}" for label, prob in p.topk[1:]))
             for p in result.predictions
         ]
         typer.echo(format_table(["image", "label", "prob", "next"], rows, right=(2,)))
-    for item, reason in collected.missing:
+    # print_error and format_table escape control characters: file and class names reach the terminal inert.
+    for item, reason in [*collected.missing, *collected.skipped]:
         print_error(f"{item}: {reason}")
     for failure in result.failures:
         print_error(str(failure))
-    failed = len(collected.missing) + len(result.failures)
+    failed = len(collected.missing) + len(collected.skipped) + len(result.failures)
     if failed:
         print_error(f"{failed} input(s) failed; {len(result.predictions)} predicted")
         raise typer.Exit(1)

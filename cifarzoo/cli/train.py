@@ -27,7 +27,9 @@ def train_command(
     """Train a zoo recipe. Under `torchrun --nproc_per_node N` it trains with DistributedDataParallel.
 
     Every epoch writes state.pt (resume with --resume), metrics.jsonl, and the best-on-val weights as
-    model.safetensors + config.json; the test split is evaluated once, at the end.
+    model.safetensors + config.json; the test split is evaluated once, at the end. The run holds OUT/.lock while it
+    runs: a second training on the same --out is refused. A loss that turns NaN or infinite stops the run with
+    exit code 1, keeping the files of the last finite epoch.
     """
     import logging
     import os

@@ -7,15 +7,18 @@ imports torch, so the ONNX path starts fast.
 
 from __future__ import annotations
 
-import errno
 import os
+import struct
 import warnings
-from typing import Sequence, Union
+import zlib
+from types import MappingProxyType
+from typing import BinaryIO, Mapping, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cifarzoo.config import PreprocessConfig
+from cifarzoo.data.files import not_regular_reason, os_reason
 from cifarzoo.errors import ImageReadError, display_path
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -29,53 +32,147 @@ _RESAMPLE = {
 }
 
 
+# Memory caps, sized for a tool whose models see 32x32 images (Pillow's own MAX_IMAGE_PIXELS, 89 Mpx by default and
+# process-wide, is far too generous for that: a 9400x9400 RGBA PNG of 370 KB takes 1.85 GB to decode). Both are
+# checked from the image header, before any pixel is decoded. A Pillow limit set lower is honoured as well.
+MPX = 1 << 20
+MAX_IMAGE_PIXELS = 16 * MPX  # 4096x4096: far above any photo this tool is meant for
+# Peak bytes per pixel while one image of each mode is decoded and converted to the model's mode, measured with
+# ru_maxrss on 2800x2800 and 3000x3000 images and rounded up (RGB 4.2-5.1, L 1.2-5.2, P 6.1, RGBA 12-16, LA 16-20,
+# I;16 10.2, I 8.3, F 21.6): Pillow stores RGB as 4 bytes, alpha compositing holds several full-size copies at
+# once, and 16-bit and float data are rescaled through 32/64-bit arrays. Modes not listed take the widest figure.
+DECODE_BYTES_PER_PIXEL: Mapping[str, int] = MappingProxyType(
+    {"1": 8, "L": 8, "P": 8, "RGB": 8, "YCbCr": 8, "CMYK": 8, "LAB": 8, "HSV": 8, "RGBX": 8,
+     "RGBA": 16, "RGBa": 16, "LA": 24, "La": 24, "PA": 24,
+     "I;16": 12, "I;16L": 12, "I;16B": 12, "I;16N": 12, "I": 12, "F": 24}
+)
+WIDEST_BYTES_PER_PIXEL = max(DECODE_BYTES_PER_PIXEL.values())
+# The most memory one image may take while it is decoded: a 16 Mpx RGB image (128 MiB). Wider modes get fewer
+# pixels (RGBA: 8 Mpx, LA: 5.3 Mpx). The decode pool sizes its workers by this figure.
+MAX_DECODE_BYTES = MAX_IMAGE_PIXELS * DECODE_BYTES_PER_PIXEL["RGB"]
+
+# Decoding threads share one process, and each may hold up to MAX_DECODE_BYTES at once (an image at the cap, mid-
+# conversion). So a decode pool gets at most this much for images in flight, and never more than half of the memory
+# the system has available now: workers = budget // MAX_DECODE_BYTES (8 with the default 1 GiB), at least 1.
+DECODE_MEMORY_BUDGET = 1 << 30
+MAX_DECODE_WORKERS = 8
+
+
+def decode_workers(requested: int | None = None) -> int:
+    """How many decoding threads to run: ``requested`` (default: cores + 1, at most 8), capped so that the
+    worst case, every worker decoding an image at the pixel cap, fits :data:`DECODE_MEMORY_BUDGET` and half of
+    the memory available now. Always at least 1."""
+    wanted = requested or min(MAX_DECODE_WORKERS, (os.cpu_count() or 1) + 1)
+    budget = DECODE_MEMORY_BUDGET
+    available = _available_memory()
+    if available is not None:
+        budget = min(budget, available // 2)
+    return max(1, min(wanted, budget // MAX_DECODE_BYTES))
+
+
+def _available_memory() -> int | None:
+    """Memory available now, in bytes: Linux's MemAvailable (free memory plus the page cache it can drop), else
+    the free physical pages, else ``None`` where the OS does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # Windows and macOS have no SC_AVPHYS_PAGES
+        return None
+
+
+# What Pillow's plugins raise on malformed data besides OSError: a damaged file is a reason to skip it, not a bug.
+_DECODE_ERRORS = (
+    ValueError, SyntaxError, EOFError, MemoryError, struct.error, IndexError, KeyError, TypeError,
+    ZeroDivisionError, OverflowError, RecursionError, zlib.error,
+)
+
+
+def pixel_limit(mode: str) -> int:
+    """The most pixels an image of this PIL mode may have to be decoded (see :data:`MAX_DECODE_BYTES`)."""
+    limit = min(MAX_IMAGE_PIXELS, MAX_DECODE_BYTES // DECODE_BYTES_PER_PIXEL.get(mode, WIDEST_BYTES_PER_PIXEL))
+    pillow = Image.MAX_IMAGE_PIXELS  # read, never set: a caller that lowered it gets its own limit
+    return min(limit, int(pillow)) if pillow else limit
+
+
+def _pixels_text(count: int) -> str:
+    if count >= MPX:
+        return f"{count // MPX} Mpx" if count % MPX == 0 else f"{count / MPX:.1f} Mpx"
+    return f"{count:,} pixel"
+
+
+def _open_nonblocking(file: str, flags: int) -> int:
+    # O_NONBLOCK: should the path turn into a FIFO between the stat and the open, the open returns at once
+    # instead of waiting for a writer; it changes nothing for regular files. Windows has neither.
+    return os.open(file, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _open_regular(path: str | os.PathLike, shown: str) -> BinaryIO:
+    """Open a regular file for reading; anything else (missing, a FIFO, a device, a loop) is an ImageReadError."""
+    try:
+        reason = not_regular_reason(os.stat(path).st_mode)
+        if reason is None:
+            f = open(path, "rb", opener=_open_nonblocking)  # noqa: SIM115 - the caller closes it
+            reason = not_regular_reason(os.fstat(f.fileno()).st_mode)  # the file opened is the one that counts
+            if reason is None:
+                return f
+            f.close()
+    except FileNotFoundError:
+        reason = "broken symlink" if os.path.islink(path) else "file not found"
+    except OSError as exc:
+        reason = os_reason(exc)
+    except ValueError as exc:  # a NUL character in the name
+        reason = f"invalid file name ({exc})"
+    raise ImageReadError(shown, reason)
+
+
 def read_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode one image file, applying its EXIF orientation.
 
-    Animated images give their first frame. Raises :class:`ImageReadError` naming the file and the reason
-    (missing, unreadable, empty, not an image, truncated, too large) instead of PIL's or the OS's exceptions.
+    Animated images give their first frame. Only regular files are opened (a FIFO or a device named
+    ``x.png`` is refused unread), and an image over :func:`pixel_limit` for its mode is refused from its
+    header, before decoding. Raises :class:`ImageReadError` naming the file and the reason (missing,
+    unreadable, empty, not an image, truncated, too large, not a regular file) instead of PIL's or the OS's
+    exceptions.
     """
     shown = display_path(path)
-    try:
-        with warnings.catch_warnings():
-            # PIL warns above MAX_IMAGE_PIXELS and raises above twice that; both mean "don't decode this".
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                # catch_warnings is process-wide, not per thread: while other threads of a decode pool enter and
-                # leave it, the warning above can slip through as a mere warning. Check the limit directly too.
-                limit = Image.MAX_IMAGE_PIXELS
-                if limit and img.width * img.height > limit:
-                    raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels exceeds the limit of {limit}")
-                img.seek(0)
-                img.load()
-                oriented = ImageOps.exif_transpose(img)
-                # exif_transpose returns the same object when there is nothing to do; detach it from the file.
-                return oriented.copy() if oriented is img else oriented
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise ImageReadError(shown, f"image too large to decode safely ({exc})") from None
-    except FileNotFoundError:
-        reason = "broken symlink" if os.path.islink(path) else "file not found"
-        raise ImageReadError(shown, reason) from None
-    except IsADirectoryError:
-        raise ImageReadError(shown, "is a directory") from None
-    except PermissionError:
-        raise ImageReadError(shown, "permission denied") from None
-    except UnidentifiedImageError:
-        reason = "empty file" if _file_size(path) == 0 else "not an image, or an unsupported format"
-        raise ImageReadError(shown, reason) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ImageReadError(shown, "symlink loop") from None
-        raise ImageReadError(shown, f"truncated or corrupt image data ({exc})") from None
-    except (ValueError, SyntaxError, EOFError, MemoryError) as exc:  # raised by some malformed files
-        raise ImageReadError(shown, f"corrupt image data ({type(exc).__name__}: {exc})") from None
+    with _open_regular(path, shown) as f:
+        try:
+            return _decode(f, shown)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise ImageReadError(shown, f"image too large to decode safely ({exc})") from None
+        except UnidentifiedImageError:
+            empty = os.fstat(f.fileno()).st_size == 0
+            raise ImageReadError(shown, "empty file" if empty else "not an image, or an unsupported format") from None
+        except OSError as exc:
+            raise ImageReadError(shown, f"truncated or corrupt image data ({exc})") from None
+        except _DECODE_ERRORS as exc:
+            raise ImageReadError(shown, f"corrupt image data ({type(exc).__name__}: {exc})") from None
 
 
-def _file_size(path: str | os.PathLike) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
+def _decode(f: BinaryIO, shown: str) -> Image.Image:
+    with warnings.catch_warnings():
+        # PIL warns above its MAX_IMAGE_PIXELS and raises above twice that; both mean "don't decode this".
+        # catch_warnings is process-wide, not per thread, so pixel_limit checks Pillow's limit directly too.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = Image.open(f)  # lazy: reads the header only
+    width, height = img.size
+    # A palette with transparency is composited through RGBA: it costs what an alpha mode costs.
+    limit = pixel_limit("PA" if img.mode == "P" and "transparency" in img.info else img.mode)
+    if width * height > limit:
+        raise ImageReadError(
+            shown, f"too large: {width}x{height} pixels is over the {_pixels_text(limit)} limit for {img.mode} "
+                   "images (a memory cap; shrink it first)"
+        )
+    img.seek(0)
+    img.load()  # the pixels now live in memory: the image outlives the file, and needs no copy
+    ImageOps.exif_transpose(img, in_place=True)  # in place: a copy would double the peak memory
+    return img
 
 
 def to_color_mode(img: Image.Image, color_mode: str, background: int = 0) -> Image.Image:
@@ -91,7 +188,7 @@ def to_color_mode(img: Image.Image, color_mode: str, background: int = 0) -> Ima
     if img.mode in ("PA", "La", "RGBa"):
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA"):
-        rgba = img.convert("RGBA")
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (background, background, background, 255))
         img = Image.alpha_composite(canvas, rgba).convert("RGB")
     return img if img.mode == color_mode else img.convert(color_mode)
@@ -100,15 +197,22 @@ def to_color_mode(img: Image.Image, color_mode: str, background: int = 0) -> Ima
 def _wide_to_uint8(arr: np.ndarray) -> np.ndarray:
     """Rescale a 16/32-bit or float single-channel array to uint8."""
     if arr.dtype.kind == "f":
-        arr = np.nan_to_num(arr.astype(np.float64))
-        peak = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
-        return np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    arr = arr.astype(np.int64)
-    peak = arr.max(initial=0)
+        work = np.nan_to_num(arr.astype(np.float64), copy=False)  # one float64 copy, then rescaled in place
+        work /= 1.0 if work.max(initial=0.0) <= 1.0 else 255.0
+        work *= 255.0
+        work += 0.5
+        return np.clip(work, 0, 255, out=work).astype(np.uint8)
+    peak = int(arr.max(initial=0))
     if peak <= 255:
         return np.clip(arr, 0, 255).astype(np.uint8)
-    full_scale = 65535 if peak <= 65535 else int(peak)
-    return np.clip((arr * 255 + full_scale // 2) // full_scale, 0, 255).astype(np.uint8)
+    full_scale = 65535 if peak <= 65535 else peak
+    # Rounded integer rescaling, in place; 16-bit data fits uint32 (65535 * 255 + 32767 < 2**32), so only
+    # wider data pays for int64.
+    work = np.clip(arr, 0, None).astype(np.uint32 if full_scale <= 65535 else np.int64)
+    work *= 255
+    work += full_scale // 2
+    work //= full_scale
+    return work.astype(np.uint8)
 
 
 def resize(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
@@ -136,11 +240,25 @@ def resize(img: Image.Image, cfg: PreprocessConfig) -> Image.Image:
 
 
 def load_uint8(image: ImageInput, cfg: PreprocessConfig) -> np.ndarray:
-    """Decode, convert and resize one image to a ``(H, W, C)`` uint8 array at the model's input size."""
+    """Decode, convert and resize one image to a ``(H, W, C)`` uint8 array at the model's input size.
+
+    A file that decodes to a mode with no conversion to the model's (a rare PIL mode) is an
+    :class:`ImageReadError` naming it; a PIL image or array of a wrong shape or mode is a ``ValueError``.
+    """
     if isinstance(image, np.ndarray):
         image = _array_to_pil(image)
     elif not isinstance(image, Image.Image):
+        shown = display_path(image)
         image = read_image(image)
+        try:
+            return _to_uint8(image, cfg)
+        except (*_DECODE_ERRORS, OSError) as exc:  # from the file's content, so a reason to skip it
+            reason = f"cannot convert its {image.mode} pixels ({type(exc).__name__}: {exc})"
+            raise ImageReadError(shown, reason) from None
+    return _to_uint8(image, cfg)
+
+
+def _to_uint8(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     img = resize(to_color_mode(image, cfg.color_mode, cfg.background), cfg)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
@@ -198,4 +316,6 @@ __all__ = [
     "normalize",
     "preprocess",
     "path_of",
+    "decode_workers",
+    "pixel_limit",
 ]

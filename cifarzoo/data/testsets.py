@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import os
+import struct
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -19,6 +22,7 @@ import numpy as np
 
 from cifarzoo.config import PreprocessConfig
 from cifarzoo.data.files import scan_class_folders
+from cifarzoo.data.preprocess import MAX_IMAGE_PIXELS
 from cifarzoo.errors import CifarzooError, display_path
 
 # Canonical class name -> other names people give its folder or label. Matching ignores case and every
@@ -122,7 +126,8 @@ class ClassMatcher:
             if candidate in self._table:
                 return self._table[candidate]
         text = name.strip()
-        if text.isdecimal() and int(text) < len(self.classes):
+        # Length first: int() refuses strings of over 4,300 digits, and no model has a billion classes.
+        if text.isdecimal() and len(text) <= 9 and int(text) < len(self.classes):
             return int(text)
         return None
 
@@ -266,7 +271,13 @@ def read_custom_dir(root: str | os.PathLike, classes: Sequence[str], ignore_unkn
 
 def read_labels_csv(path: str | os.PathLike, classes: Sequence[str], ignore_unknown: bool = False) -> TestSet:
     """``path,label`` rows (a header row is optional); labels are class names (matched like folder names) or
-    integer indices. A CSV with only a path column, or all labels empty, is an unlabeled set."""
+    integer indices. A CSV with only a path column, or all labels empty, is an unlabeled set.
+
+    A file listed on several rows counts once: repeats with the same label (after matching, so ``car`` and
+    ``automobile`` agree) are dropped and listed in ``ignored``; repeats with different labels are an error
+    naming the file and both lines, since either label could be the wrong one. Paths are compared after
+    normalisation (``img/./1.png`` is ``img/1.png``).
+    """
     path = os.fspath(path)
     shown = display_path(path)
     try:
@@ -286,14 +297,21 @@ def read_labels_csv(path: str | os.PathLike, classes: Sequence[str], ignore_unkn
     base = os.path.dirname(os.path.abspath(path))
     cells = [(n, row[path_col].strip() if len(row) > path_col else "",
               row[label_col].strip() if 0 <= label_col < len(row) else "") for n, row in rows]
+    if not cells:
+        raise CifarzooError(f"{shown}: the labels CSV has a header but no rows")
     empty_paths = [n for n, p, _ in cells if not p]
     if empty_paths:
         raise CifarzooError(f"{shown}:{empty_paths[0]}: row has no path")
+    nul_paths = [n for n, p, _ in cells if "\0" in p]
+    if nul_paths:
+        raise CifarzooError(f"{shown}:{nul_paths[0]}: the path has a NUL character, which no file name can")
     has_label = [bool(label) for _, _, label in cells]
     files = [p if os.path.isabs(p) else os.path.join(base, p) for _, p, _ in cells]
     ids = [display_path(p) for _, p, _ in cells]
     if not any(has_label):
-        return TestSet(shown, tuple(classes), ids, labels=None, paths=files)
+        keep, ignored = _dedupe_rows(shown, cells, files, ids, None)
+        return TestSet(shown, tuple(classes), [ids[i] for i in keep], labels=None, paths=[files[i] for i in keep],
+                       ignored=ignored)
     if not all(has_label):
         line = cells[has_label.index(False)][0]
         raise CifarzooError(f"{shown}:{line}: row has no label (label every row, or none for predictions only)")
@@ -307,13 +325,43 @@ def read_labels_csv(path: str | os.PathLike, classes: Sequence[str], ignore_unkn
             f"{shown}: label(s) {listed} match none of the model's classes ({', '.join(classes)}); "
             f"fix them, or pass --ignore-unknown to skip those rows"
         )
-    keep = [i for i, index in enumerate(matched) if index is not None]
-    ignored = [{"path": ids[i], "reason": f"label {cells[i][2]!r} matches no class"}
-               for i, index in enumerate(matched) if index is None]
+    unique, ignored = _dedupe_rows(shown, cells, files, ids, matched)
+    keep = [i for i in unique if matched[i] is not None]
+    ignored += [{"path": ids[i], "reason": f"label {cells[i][2]!r} matches no class"}
+                for i in unique if matched[i] is None]
     if not keep:
         raise CifarzooError(f"{shown}: no row has a label among the model's classes")
     return TestSet(shown, tuple(classes), [ids[i] for i in keep], np.asarray([matched[i] for i in keep]),
                    paths=[files[i] for i in keep], ignored=ignored)
+
+
+def _dedupe_rows(
+    shown: str, cells: Sequence[tuple[int, str, str]], files: Sequence[str], ids: Sequence[str],
+    matched: Sequence[int | None] | None,
+) -> tuple[list[int], list[dict[str, str]]]:
+    """The rows to keep (the first of each file) and the repeats dropped, as ``ignored`` entries; a repeat
+    whose label differs (``matched``: class indices, ``None`` for unknown labels) is an error."""
+    first: dict[str, int] = {}
+    keep: list[int] = []
+    ignored: list[dict[str, str]] = []
+    for i, file in enumerate(files):
+        j = first.setdefault(os.path.normcase(os.path.normpath(file)), i)
+        if j == i:
+            keep.append(i)
+            continue
+        (line, _, label), (first_line, _, first_label) = cells[i], cells[j]
+        # Known labels agree when they name one class; unknown ones when they are the same text.
+        if matched is not None and _label_key(matched[i], label) != _label_key(matched[j], first_label):
+            raise CifarzooError(
+                f"{shown}:{line}: {ids[i]!r} is labeled {label!r} here but {first_label!r} on line {first_line}; "
+                "give each file one label"
+            )
+        ignored.append({"path": ids[i], "reason": f"listed again (line {line}; first on line {first_line})"})
+    return keep, ignored
+
+
+def _label_key(index: int | None, label: str) -> int | str:
+    return label if index is None else index
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -340,29 +388,57 @@ def read_array(path: str | os.PathLike, classes: Sequence[str], ignore_unknown: 
         return TestSet(shown, tuple(classes), [str(i) for i in range(len(images))], labels=None, images=images)
     labels = _array_labels(raw_labels, classes, labels_from, len(images), ignore_unknown)
     keep = np.flatnonzero(labels >= 0)
-    ignored = [{"path": f"{shown}[{i}]", "reason": f"label {raw_labels[i]!r} matches no class"}
+    if not len(keep):
+        raise CifarzooError(f"{labels_from}: no image has a label among the model's classes ({', '.join(classes)})")
+    ignored = [{"path": f"{shown}[{i}]", "reason": f"label {raw_labels[i].item()!r} matches no class"}
                for i in np.flatnonzero(labels < 0)]
     if len(keep) < len(labels):
         images = np.asarray(images)[keep]
     return TestSet(shown, tuple(classes), [str(i) for i in keep], labels[keep], images=images, ignored=ignored)
 
 
+# What numpy's readers raise on a damaged or hostile file (a bad header, a short read, a broken archive).
+_ARRAY_FILE_ERRORS = (
+    ValueError, OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, TypeError, SyntaxError,
+    OverflowError, MemoryError, NotImplementedError, RuntimeError, struct.error, zlib.error,
+    tokenize.TokenError,  # numpy tokenizes the .npy header to read it
+)
+# An .npz member is read whole into memory (an .npy is memory-mapped instead): refuse members that would
+# inflate past this, judged from the size the archive declares, before reading them.
+MAX_NPZ_MEMBER_BYTES = 2 << 30
+
+
 def _load_npy(path: str) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CifarzooError(f"{display_path(path)}: not a readable .npy array ({exc})") from None
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except _ARRAY_FILE_ERRORS as exc:
+        raise CifarzooError(f"{display_path(path)}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+    if not isinstance(array, np.ndarray):  # an .npz renamed .npy loads as an archive
+        raise CifarzooError(f"{display_path(path)}: not a .npy array (an .npz archive? name it .npz)")
+    return array
 
 
-def _read_npy(path: str) -> tuple[np.ndarray, np.ndarray | None, str]:
-    images = _load_npy(path)
+def label_sibling(path: str | os.PathLike) -> str | None:
+    """The labels file read with an images ``.npy`` (``NAME_data.npy`` -> ``NAME_labels.npy``; see
+    :data:`LABEL_SIBLINGS`), or ``None`` when there is none."""
+    path = os.fspath(path)
     folder, name = os.path.split(path)
+    if not name.lower().endswith(".npy"):
+        return None
     stem = name[: -len(".npy")]
     for suffix, replacement in LABEL_SIBLINGS:
         if stem.endswith(suffix):
             sibling = os.path.join(folder, stem[: len(stem) - len(suffix)] + replacement + ".npy")
             if sibling != path and os.path.isfile(sibling):
-                return images, np.asarray(_load_npy(sibling)), display_path(sibling)
+                return sibling
+    return None
+
+
+def _read_npy(path: str) -> tuple[np.ndarray, np.ndarray | None, str]:
+    images = _load_npy(path)
+    sibling = label_sibling(path)
+    if sibling is not None:
+        return images, np.asarray(_load_npy(sibling)), display_path(sibling)
     return images, None, display_path(path)
 
 
@@ -378,10 +454,20 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None, str]:
                     f"{shown}: no image array; expected one of the keys {', '.join(ARRAY_IMAGE_KEYS)}, "
                     f"found {', '.join(archive.files) or 'none'}"
                 )
+            for key in (image_key, label_key):
+                member = archive.zip.getinfo(f"{key}.npy") if key is not None else None
+                if member is not None and member.file_size > MAX_NPZ_MEMBER_BYTES:
+                    raise CifarzooError(
+                        f"{shown}: the {key!r} array is {member.file_size / 2**30:.1f} GiB uncompressed, over the "
+                        f"{MAX_NPZ_MEMBER_BYTES >> 30} GiB limit for .npz members; save it as .npy, which is read "
+                        "a batch at a time"
+                    )
             images = archive[image_key]
             labels = archive[label_key] if label_key is not None else None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise CifarzooError(f"{shown}: not a readable .npz archive ({exc})") from None
+    except _ARRAY_FILE_ERRORS as exc:
+        raise CifarzooError(f"{shown}: not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    if not isinstance(images, np.ndarray) or not (labels is None or isinstance(labels, np.ndarray)):
+        raise CifarzooError(f"{shown}: not a readable .npz archive (a member is not an array)")
     return images, labels, shown
 
 
@@ -396,6 +482,16 @@ def _check_image_array(images: np.ndarray, shown: str) -> None:
     if not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] in (1, 3, 4))):
         raise CifarzooError(
             f"{shown}: images must be (N, H, W) or (N, H, W, C) with C 1, 3 or 4 (channels last), got {images.shape}"
+        )
+    if images.shape[0] == 0:
+        raise CifarzooError(f"{shown}: holds no images (shape {images.shape})")
+    height, width = images.shape[1:3]
+    if height == 0 or width == 0:
+        raise CifarzooError(f"{shown}: images of {width}x{height} pixels are empty (shape {images.shape})")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise CifarzooError(
+            f"{shown}: images of {width}x{height} pixels are over the {MAX_IMAGE_PIXELS >> 20} Mpx limit "
+            "(a memory cap; shrink them first)"
         )
 
 
@@ -450,6 +546,7 @@ __all__ = [
     "CLASS_SYNONYMS",
     "ClassMatcher",
     "TestSet",
+    "label_sibling",
     "name_key",
     "open_testset",
     "read_array",

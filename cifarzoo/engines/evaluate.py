@@ -75,6 +75,7 @@ class EvalReport:
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
     labels: np.ndarray | None = field(default=None, repr=False, compare=False)
     examples: list[MisclassifiedExample] = field(default_factory=list, repr=False, compare=False)
+    source: TestSet | None = field(default=None, repr=False, compare=False)  # for the HTML report's thumbnails
 
     def predicted_counts(self) -> dict[str, int]:
         """How many images were predicted as each class."""
@@ -93,7 +94,8 @@ class EvalReport:
         return rows
 
     def to_dict(self, include_predictions: bool = False) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes ``None``); ``include_predictions`` adds the per-image rows."""
+        """A JSON-ready dict; ``include_predictions`` adds the per-image rows. Every non-finite number (NaN
+        metrics of an unlabeled set, NaN probabilities from a broken model) becomes ``None``: JSON has no NaN."""
         data = {
             "name": self.name,
             "labeled": self.labeled,
@@ -113,11 +115,24 @@ class EvalReport:
         }
         if include_predictions:
             data["predictions"] = self.predictions()
-        return data
+        return _finite_tree(data)
 
 
 def _finite(value: float) -> float | None:
     return value if np.isfinite(value) else None
+
+
+def _finite_tree(data: Any) -> Any:
+    """``data`` (dicts, lists, numbers) with numpy numbers as Python ones and non-finite floats as ``None``."""
+    if isinstance(data, dict):
+        return {key: _finite_tree(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite_tree(value) for value in data]
+    if isinstance(data, (float, np.floating)):
+        return float(data) if np.isfinite(data) else None
+    if isinstance(data, np.integer):
+        return int(data)
+    return data
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -316,6 +331,7 @@ def evaluate_testset(
     report.skipped, report.ignored = skipped, list(testset.ignored)
     report.ids = [testset.ids[i] for i in order]
     report.examples = keeper.kept
+    report.source = testset
     return report
 
 

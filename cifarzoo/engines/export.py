@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from cifarzoo.config import ModelConfig
 from cifarzoo.data.datasets import load_dataset
@@ -41,12 +43,17 @@ class Exported:
 def _calibration_images(
     config: ModelConfig, calib_dir: str | None, data_dir: str | None, n: int, offset: int = 0
 ) -> np.ndarray:
-    """``n`` uint8 images at the model's size: from ``calib_dir``, else the model's own training set."""
+    """``n`` uint8 images at the model's size, from ``calib_dir``, else from the model's own training set.
+
+    Images are taken in one fixed order, ``n`` from ``offset`` on, so two calls with non-overlapping ranges never
+    share an image: the int8 parity check (``offset=CALIBRATION_IMAGES``) runs on images calibration never saw.
+    """
+    purpose = "to calibrate with" if offset == 0 else f"held out from calibration (after the first {offset})"
     if calib_dir:
         paths = iter_image_files(calib_dir)[offset : offset + n]
         arrays = [a for a in (try_load_uint8(p, config.preprocess) for p in paths) if isinstance(a, np.ndarray)]
         if not arrays:
-            raise CifarzooError(f"{calib_dir}: no readable images to calibrate with")
+            raise CifarzooError(f"{calib_dir}: no readable images {purpose}")
         return np.stack(arrays)
     if config.dataset not in DATASETS:
         raise CifarzooError(
@@ -54,8 +61,15 @@ def _calibration_images(
             f"(dataset {config.dataset!r} is not built in)"
         )
     data = load_dataset(config.dataset, "train", data_dir=data_dir)
-    picks = np.random.default_rng(offset).choice(len(data), size=min(n, len(data)), replace=False)
+    picks = calibration_order(len(data))[offset : offset + n]
+    if len(picks) == 0:
+        raise CifarzooError(f"{config.dataset}: no training images {purpose}")
     return data.images[np.sort(picks)]
+
+
+def calibration_order(n_images: int, seed: int = 0) -> np.ndarray:
+    """The one seeded order in which calibration and parity images are drawn from a training set."""
+    return np.random.default_rng(seed).permutation(n_images)
 
 
 def export(
@@ -75,7 +89,10 @@ def export(
     ``model.int8.onnx``, ``model.torchscript.pt``); for a zoo name, inside ``./NAME/``, next to a copy of its
     checkpoint, so the folder loads with ``--backend onnx``. ``check`` compares the export with torch on 256
     inputs and raises if it falls outside the tolerance (fp32: 1e-4 of the logit scale and identical top-1;
-    int8: 99% top-1 agreement on real images).
+    int8: 99% top-1 agreement on real images that calibration did not see).
+
+    A failure leaves nothing behind: no partial file, no file that failed its check, and no ``./NAME/`` folder
+    made for it. A full disk or a read-only folder is a one-line error naming the file.
     """
     if fmt not in EXPORT_FORMATS:
         raise CifarzooError(f"unknown format {fmt!r}; choose {' or '.join(EXPORT_FORMATS)}")
@@ -88,18 +105,43 @@ def export(
     # A zoo name or hf:// id exports into ./NAME/ (the repo's name for an hf:// id), next to a copy of its
     # checkpoint, so the folder loads as one. That folder is new: an existing one is the user's, never replaced.
     folder = source.path if source.kind == "folder" else Path(os.fspath(model).split("@")[0].rsplit("/", 1)[-1])
-    if source.kind != "folder" and out is None:
-        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise CifarzooError(
-                f"{folder}: already exists and is not empty; export {model} with --out FILE, or export the folder "
-                f"as ./{folder}"
-            )
-        save_checkpoint(net.state_dict(), config, folder)
+    copy_checkpoint = source.kind != "folder" and out is None
+    if copy_checkpoint and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise CifarzooError(
+            f"{folder}: already exists and is not empty; export {model} with --out FILE, or export the folder "
+            f"as ./{folder}"
+        )
+    made = folder if copy_checkpoint and not folder.exists() else None
     target = Path(out) if out else folder / (ONNX_FILES[dtype] if fmt == "onnx" else TORCHSCRIPT_NAME)
+    try:
+        if copy_checkpoint:
+            save_checkpoint(net.state_dict(), config, folder)
+        return _export_file(net, config, target, fmt=fmt, dtype=dtype, opset=opset, check=check,
+                            calib_dir=calib_dir, data_dir=data_dir)
+    except BaseException as exc:
+        if made is not None:  # the ./NAME/ folder was made for this export only
+            shutil.rmtree(made, ignore_errors=True)
+        if isinstance(exc, OSError):  # the disk is full, the folder is read-only, ...
+            raise CifarzooError(f"{target}: {fmt} export failed: {exc.strerror or exc}; nothing was written") from None
+        raise
 
+
+def _export_file(
+    net: nn.Module,
+    config: ModelConfig,
+    target: Path,
+    *,
+    fmt: str,
+    dtype: ex.Dtype,
+    opset: int | None,
+    check: bool,
+    calib_dir: str | None,
+    data_dir: str | None,
+) -> Exported:
     if fmt == "torchscript":
         result = ex.export_torchscript(net, config, target)
-        candidate = TorchScriptModel.from_file(target, trust_code=True).logits  # the file just written
+        # The file just written by us: trusted. On the CPU, like the torch reference it is compared with.
+        candidate = TorchScriptModel.from_file(target, device="cpu", trust_code=True).logits
     elif dtype == "fp32":
         result = ex.export_onnx(net, config, target, opset or ex.DEFAULT_OPSET)
         candidate = OnnxModel.from_file(target, device="cpu").logits
@@ -118,13 +160,17 @@ def export(
         candidate = OnnxModel.from_file(target, device="cpu").logits
     exported = Exported(result.path, fmt, dtype, result.exporter)
     if check:
-        # int8 is judged on real images held out from calibration; fp32/fp16 on random ones.
-        images = (
-            _calibration_images(config, calib_dir, data_dir, PARITY_INPUTS, offset=CALIBRATION_IMAGES)
-            if dtype == "int8"
-            else None
-        )
-        parity = ex.check_parity(TorchRunner(net), candidate, ex.parity_inputs(config, images, n=PARITY_INPUTS))
+        try:
+            # int8 is judged on real images held out from calibration; fp32/fp16 on random ones.
+            images = (
+                _calibration_images(config, calib_dir, data_dir, PARITY_INPUTS, offset=CALIBRATION_IMAGES)
+                if dtype == "int8"
+                else None
+            )
+            parity = ex.check_parity(TorchRunner(net), candidate, ex.parity_inputs(config, images, n=PARITY_INPUTS))
+        except BaseException:
+            result.path.unlink(missing_ok=True)  # an unchecked file must not pass for a checked one
+            raise
         exported.parity = parity
         if not parity.passes(dtype):
             result.path.unlink(missing_ok=True)  # a file that failed its check must not be picked up later

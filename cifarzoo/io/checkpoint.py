@@ -69,23 +69,58 @@ def load_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """``model.load_state_dict(strict=True)`` with a one-line error naming the file and the keys at fault."""
+    """``model.load_state_dict(strict=True)``, with a one-line error naming the file and the keys at fault.
+
+    Stricter than torch in two ways: a tensor whose kind of dtype does not fit (integers or booleans where
+    floating-point weights belong, floats where an integer counter belongs) is refused instead of silently cast,
+    and so are NaN or infinite weights, which would make every prediction NaN. Floating-point precisions may
+    differ (an fp16 checkpoint loads into an fp32 model).
+    """
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
+    present = [k for k in expected if k in state_dict]
     wrong_shape = [
-        f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
+        f"{k} {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}"
+        for k in present
+        if state_dict[k].shape != expected[k].shape
+    ]
+    wrong_dtype = [
+        f"{k} {str(state_dict[k].dtype).removeprefix('torch.')} (needs {_dtype_kind(expected[k])})"
+        for k in present
+        if _dtype_kind(state_dict[k]) != _dtype_kind(expected[k])
     ]
     problems = [
         f"{label} ({len(keys)}): {_abbreviate(keys)}"
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong_shape))
+        for label, keys in (
+            ("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong_shape),
+            ("dtype mismatch", wrong_dtype),
+        )
         if keys
     ]
     if problems:
         raise CheckpointError(f"{source}: weights do not match the model: " + "; ".join(problems))
+    non_finite = [k for k in present if state_dict[k].is_floating_point() and not _all_finite(state_dict[k])]
+    if non_finite:
+        raise CheckpointError(
+            f"{source}: non-finite weights (NaN or inf) in {len(non_finite)} tensor(s): {_abbreviate(non_finite)}; "
+            "the file is corrupt or comes from a training run that diverged"
+        )
     model.load_state_dict(state_dict, strict=True)
+
+
+def _dtype_kind(tensor: torch.Tensor) -> str:
+    """``floating-point``, ``integer``, ``complex`` or ``boolean``: what must match between file and model."""
+    if tensor.is_floating_point():
+        return "floating-point"
+    if tensor.is_complex():
+        return "complex"
+    return "boolean" if tensor.dtype == torch.bool else "integer"
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    # float32 for the check: isfinite is not implemented for every storage precision (float8 types).
+    return bool(torch.isfinite(tensor.detach().to(torch.float32)).all())
 
 
 def _abbreviate(items: list[str], limit: int = 5) -> str:
@@ -99,7 +134,10 @@ def build(config: ModelConfig, *, pretrained: str | os.PathLike | bool = False) 
     ``pretrained`` loads ImageNet backbone weights into a transfer arch (``tv_resnet50``): a ``.pth`` path, or
     ``True`` for torchvision's cache. Trained weights of any arch come from :func:`load_checkpoint`.
     """
-    net = build_model(config.arch, config.num_classes, config.in_chans, **config.model_args)
+    try:
+        net = build_model(config.arch, config.num_classes, config.in_chans, **config.model_args)
+    except ValueError as exc:  # a builder refusing an option's value (dropout outside 0-1, an unknown freeze mode)
+        raise ConfigError(f"bad model_args for {config.arch}: {exc}") from None
     if pretrained is not False:
         load_backbone = getattr(net, "load_backbone", None)
         if load_backbone is None:
@@ -115,6 +153,10 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[nn.Module, ModelConfi
     """Rebuild the network a checkpoint describes and load its weights strictly. Returns it in eval mode."""
     directory = Path(directory)
     config = load_config(directory)
-    net = build(config)
-    load_state_dict_strict(net, load_weights(directory), str(directory / WEIGHTS_NAME))
+    weights = load_weights(directory)  # before building: an unreadable file fails without the cost of a network
+    try:
+        net = build(config)
+    except ConfigError as exc:  # model_args the builder refuses: the config file is at fault
+        raise CheckpointError(f"{directory / CONFIG_NAME}: {exc}") from None
+    load_state_dict_strict(net, weights, str(directory / WEIGHTS_NAME))
     return net.eval(), config

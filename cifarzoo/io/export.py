@@ -61,6 +61,8 @@ def export_onnx(
                 raise RuntimeError("torch.onnx.export returned no program")
             program.save(str(tmp))
             exporter = "dynamo"
+        except OSError:
+            raise  # a full disk or a read-only folder: the other exporter would fail the same way
         except Exception as exc:  # the new exporter raises many types on unsupported graphs
             log.warning("torch.export-based ONNX export failed (%s: %s); using the TorchScript-based exporter",
                         type(exc).__name__, exc)

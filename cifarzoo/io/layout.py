@@ -23,6 +23,7 @@ ONNX_CONFIG_KEY = "cifarzoo.config"
 # Suffixes of single exported files that load on their own (their config is embedded).
 EXPORT_SUFFIXES = (".onnx", ".pt")
 STATE_NAME = "state.pt"  # a training run's resumable state (optimiser, schedule, EMA, RNG)
+LOCK_NAME = ".lock"  # held by the training process writing a run folder (its pid and host), like git's index.lock
 CARD_NAME = "README.md"  # a Hub repo's model card
 
 # An eval report folder (`cifarzoo eval --report DIR`).
@@ -31,6 +32,7 @@ REPORT_PREDICTIONS_NAME = "predictions.csv"
 REPORT_CONFUSION_NAME = "confusion.png"
 REPORT_RELIABILITY_NAME = "reliability.png"
 REPORT_MISCLASSIFIED_NAME = "misclassified.png"
+REPORT_HTML_NAME = "index.html"  # the whole report as one offline page
 
 # Export formats and ONNX precisions: `cifarzoo export --format/--dtype` and the exporters take them from here.
 ExportFormat = Literal["onnx", "torchscript"]

@@ -2,7 +2,9 @@
 Torch-free.
 
 :func:`resolve` turns what the user typed into a :class:`ModelSource`: where the files are and what kind of
-reference it was. ``cifarzoo.load``, export, publish, explain and distillation teachers all go through it.
+reference it was. Everything that takes a model by name goes through it: ``cifarzoo.load`` (so predict and eval),
+``ZooModel.from_pretrained``, export, explain, benchmarks and distillation teachers. ``cifarzoo publish`` does
+not: it takes a run or checkpoint folder, which it reads directly.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cifarzoo.errors import NoWeightsError, UnknownModelError
 from cifarzoo.io.hub import HubModel, download, download_entry, is_hub_id
@@ -47,7 +49,13 @@ class ModelSource:
         return self.path.parent if self.kind == "file" else self.path
 
     def describe(self) -> str:
-        return f"{self.kind}:{self.path}" if self.kind != "zoo" else f"zoo:{self.ref} ({self.path})"
+        """One line for people: ``zoo resnet26-fm: /.../weights/resnet26-fm (sha256-pinned: config.json, ...)``."""
+        pins = f" (sha256-pinned: {', '.join(sorted(self.pinned))})" if self.pinned else ""
+        return f"{self.kind} {self.ref}: {self.path}{pins}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``--json``): kind, what was typed, the resolved path and the pinned file names."""
+        return {"kind": self.kind, "ref": self.ref, "path": str(self.path), "pinned": sorted(self.pinned)}
 
 
 def resolve(ref: str | os.PathLike, *, backend: str = "torch") -> ModelSource:
@@ -75,6 +83,11 @@ def resolve(ref: str | os.PathLike, *, backend: str = "torch") -> ModelSource:
         raise UnknownModelError(
             f"{name!r} is an architecture, not a trained model: pick a zoo name (`cifarzoo list`) or use "
             f"cifarzoo.create_model({name!r}) for an untrained one"
+        )
+    if path.is_file():  # a .pth/.bin/.ckpt from another codebase: weights that cifarzoo reads only through convert
+        raise UnknownModelError(
+            f"{name}: not a model folder or an exported file ({', '.join(EXPORT_SUFFIXES)}); a checkpoint from "
+            f"another codebase converts with `cifarzoo convert {name} --arch ARCH --dataset DATASET --out DIR`"
         )
     if os.sep in name or name.startswith(".") or path.suffix in EXPORT_SUFFIXES:
         raise UnknownModelError(f"{name}: no such checkpoint directory or exported file")

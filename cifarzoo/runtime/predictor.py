@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Sequence
 import numpy as np
 
 from cifarzoo.config import ModelConfig, PreprocessConfig
-from cifarzoo.data.preprocess import ImageInput, normalize, path_of, try_load_uint8
+from cifarzoo.data.preprocess import ImageInput, decode_workers, normalize, path_of, try_load_uint8
 from cifarzoo.data.tta import LogitsFn
 from cifarzoo.errors import CheckpointError, ImageReadError
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
+
+    from cifarzoo.io.resolve import ModelSource
 
 
 @dataclass
@@ -86,11 +88,14 @@ def decode_stream(
     PIL releases the GIL while decoding, so threads overlap file reads and decodes. Before a chunk is yielded,
     the next ``prefetch`` chunks are already submitted to the pool, so they decode while the caller runs the
     network on this one. ``images`` is consumed lazily and at most ``1 + prefetch`` chunks are in flight:
-    memory stays bounded for any number of files.
+    memory stays bounded for any number of files, and the number of threads is capped by
+    :func:`decode_workers` so that their worst-case images fit the memory budget.
+
+    When the caller stops early (an error, ``--strict``, Ctrl-C), queued decodes are cancelled and nothing
+    waits for the ones running: the first Ctrl-C ends the command at once.
     """
-    workers = workers or min(8, (os.cpu_count() or 1) + 1)
     source = iter(images)
-    pool = ThreadPoolExecutor(max_workers=workers)
+    pool = ThreadPoolExecutor(max_workers=decode_workers(workers), thread_name_prefix="cifarzoo-decode")
     pending: deque[tuple[list[ImageInput], list[Future]]] = deque()
 
     def submit_next() -> bool:
@@ -99,6 +104,7 @@ def decode_stream(
             pending.append((chunk, [pool.submit(try_load_uint8, image, cfg) for image in chunk]))
         return bool(chunk)
 
+    finished = False
     try:
         submit_next()
         while pending:
@@ -106,9 +112,11 @@ def decode_stream(
             while len(pending) < max(1, prefetch) and submit_next():
                 pass
             yield chunk, [future.result() for future in futures]
+        finished = True
     finally:
-        # A caller that stops early (an error, --strict) should not wait for chunks nobody will read.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Stopped early (an exception, KeyboardInterrupt, or the caller closing the generator): cancel what is
+        # queued and do not wait for the decodes running, each bounded by the pixel cap.
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def predict_images(
@@ -142,6 +150,8 @@ class Predictor:
     """
 
     config: ModelConfig
+    # What the model was loaded from (zoo entry, Hub snapshot, folder or file); set by ``cifarzoo.load``.
+    source: ModelSource | None = None
     # The file a backend reads from a model folder, and the `cifarzoo export --format` that writes it.
     file_name: ClassVar[str] = ""
     export_format: ClassVar[str] = ""
@@ -183,4 +193,11 @@ class Predictor:
         return result.predictions
 
 
-__all__ = ["Prediction", "PredictResult", "Predictor", "decode_stream", "predict_images", "predictions_from_logits"]
+__all__ = [
+    "Prediction",
+    "PredictResult",
+    "Predictor",
+    "decode_stream",
+    "predict_images",
+    "predictions_from_logits",
+]

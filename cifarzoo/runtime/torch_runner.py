@@ -19,13 +19,33 @@ from torch import nn
 from cifarzoo.config import PreprocessConfig
 from cifarzoo.data.torch_preprocess import normalize, torch_tta_view
 from cifarzoo.data.tta import check_tta
+from cifarzoo.errors import CifarzooError
+from cifarzoo.runtime.onnx import parse_device
 
 
 def torch_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else unchanged."""
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` as they are, once
+    checked to exist. Anything else (``banana``, ``cuda:7`` on a machine without it) is a one-line error."""
+    kind, index = parse_device(device)
+    if kind == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise CifarzooError(f"device {device!r} asked for CUDA, but torch sees no CUDA device; use --device cpu")
+        if (index or 0) >= count:
+            raise CifarzooError(f"device {device!r} does not exist: torch sees {count} CUDA device(s) (cuda:0 to "
+                                f"cuda:{count - 1})")
+    return device
+
+
+def _four_d_tensors(module: nn.Module) -> dict[tuple[str, str], torch.Tensor]:
+    """The module's 4-D parameters and buffers by name: the tensors a memory-format change rewrites."""
+    found: dict[tuple[str, str], torch.Tensor] = {
+        ("param", name): t for name, t in module.named_parameters() if t.dim() == 4
+    }
+    found.update({("buffer", name): t for name, t in module.named_buffers() if t.dim() == 4})
+    return found
 
 
 @contextlib.contextmanager
@@ -33,8 +53,9 @@ def inference_state(module: nn.Module, memory_format: torch.memory_format) -> It
     """``module`` in eval mode and ``memory_format`` for the block; its mode and each 4-D tensor's layout are
     restored afterwards, so running a user's model never changes it."""
     was_training = module.training
-    tensors = [t for t in (*module.parameters(), *module.buffers()) if t.dim() == 4]
-    was_contiguous = [t.is_contiguous() for t in tensors]
+    # By name, not by object: ``Module.to`` swaps a parameter's ``.data`` but replaces a buffer with a new tensor,
+    # so a buffer captured before the conversion is no longer the module's buffer afterwards.
+    was_contiguous = {key: t.is_contiguous() for key, t in _four_d_tensors(module).items()}
     module.eval()
     module.to(memory_format=memory_format)
     try:
@@ -42,8 +63,8 @@ def inference_state(module: nn.Module, memory_format: torch.memory_format) -> It
     finally:
         module.train(was_training)
         with torch.no_grad():
-            for tensor, contiguous in zip(tensors, was_contiguous):
-                if contiguous and not tensor.is_contiguous():
+            for key, tensor in _four_d_tensors(module).items():
+                if was_contiguous.get(key) and not tensor.is_contiguous():
                     tensor.data = tensor.data.contiguous()
 
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from cifarzoo.runtime.torch_runner import torch_device
+
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when usable, else CPU; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``auto`` -> CUDA when usable, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` once checked to exist. Anything else
+    (``banana``, ``cuda:7`` on a machine without it) is a one-line error, raised before any file is touched."""
+    return torch.device(torch_device(device))
 
 
 @dataclass

@@ -30,6 +30,7 @@ from cifarzoo.data.specs import get_dataset_spec
 from cifarzoo.engines.evaluate import EvalReport, compute_report
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.checkpoint import build, load_weights, save_checkpoint
+from cifarzoo.io.layout import LOCK_NAME, WEIGHTS_NAME
 from cifarzoo.models.specs import ARCHS
 from cifarzoo.registry import model_config
 from cifarzoo.runtime.torch_runner import TorchRunner
@@ -39,10 +40,18 @@ from cifarzoo.training.distill import distillation_loss, load_teacher
 from cifarzoo.training.distributed import DistContext
 from cifarzoo.training.optim import LRSchedule, build_ema, build_optimizer, l2_penalty, sam_perturb, sam_restore
 from cifarzoo.training.recipe import Recipe
+from cifarzoo.training.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+# Steps between mid-epoch checks of the running loss for NaN/inf: each check waits for the device (one sync), so
+# it is not done every step; the epoch's end checks again.
+_FINITE_CHECK_STEPS = 50
+
+
+class TrainingDivergedError(CifarzooError):
+    """The loss or the weights became NaN or infinite: training stopped, keeping the last finite epoch's files."""
 
 
 @dataclass
@@ -211,13 +220,27 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        """Continue from a saved :meth:`state_dict`; one that does not fit this run (another arch or optimiser, a
+        damaged file) is a one-line error naming ``state.pt``."""
+        try:
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            best = {**state["best"], "val_top1": float(state["best"]["val_top1"]), "epoch": int(state["best"]["epoch"])}
+            rng = state["rng"]["torch"]
+            if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+                raise TypeError("rng.torch is not a generator state")
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            text = str(exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {text[0] if text else ''}"
+            raise CifarzooError(
+                f"{self.run_dir / run_files.STATE_NAME}: does not fit this run's recipe ({reason}); "
+                "resume it with the recipe it was started with"
+            ) from None
         saved = state.get("teacher_checksum")
         if (
             self.teacher is not None
@@ -228,8 +251,8 @@ class Trainer:
                 f"distill.teacher={self.recipe.distill.teacher} is not the teacher this run started with (its weights "
                 "changed); resuming would distil from another network"
             )
-        self.best = dict(state["best"])
-        torch.set_rng_state(state["rng"]["torch"])
+        self.best = best
+        torch.set_rng_state(rng)
         self.start_epoch = int(state["epoch"]) + 1
 
     @property
@@ -249,51 +272,45 @@ class Trainer:
         kd_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         grad_norms: dict[str, float] = {}
-        params = [p for p in self.net.parameters() if p.requires_grad]
         step0 = (epoch - 1) * self.steps_per_epoch
         start = time.perf_counter()
         bar = _progress(self.steps_per_epoch, f"epoch {epoch}/{tcfg.epochs}", self.progress)
-        for i, indices in enumerate(shard.split(self.rank_batch)):
-            lr = self.schedule.step(step0 + i)
-            x = self.augment(indices, data_gen).contiguous(memory_format=self.memory_format)
-            y = self.data.train_labels[indices]
-            teacher_logits = self.teacher.logits(x) if self.teacher is not None else None
-            logits, loss, kd = self._forward_backward(x, y, teacher_logits)
-            if self.recipe.optim.sam_rho > 0:
-                offsets = sam_perturb(params, self.recipe.optim.sam_rho)
-                self.optimizer.zero_grad(set_to_none=True)
-                self._forward_backward(x, y, teacher_logits)
-                sam_restore(params, offsets)
-            if tcfg.log_grad_norms:
-                self._accumulate_grad_norms(grad_norms)
-            if self.recipe.optim.grad_clip > 0:
-                if self.scaler is not None:
-                    self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(params, self.recipe.optim.grad_clip)
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.ema is not None:
-                self.ema.update(self.net)
-            loss_sum += loss.detach() * len(y)
-            if kd is not None:
-                kd_sum += kd.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
+        try:
+            for i, indices in enumerate(shard.split(self.rank_batch)):
+                lr = self.schedule.step(step0 + i)
+                x = self.augment(indices, data_gen).contiguous(memory_format=self.memory_format)
+                y = self.data.train_labels[indices]
+                teacher_logits = self.teacher.logits(x) if self.teacher is not None else None
+                logits, loss, kd = self.train_step(x, y, teacher_logits, grad_norms if tcfg.log_grad_norms else None)
+                loss_sum += loss.detach() * len(y)
+                if kd is not None:
+                    kd_sum += kd.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                if (i + 1) % _FINITE_CHECK_STEPS == 0:
+                    # Summed over ranks, so that every rank sees the same verdict and they stop together.
+                    running = ctx.all_reduce_sum(loss_sum.detach().clone())
+                    if not torch.isfinite(running):
+                        raise self._diverged(epoch, f"the training loss is {float(running)}", step=i + 1)
+                if bar is not None:
+                    elapsed = time.perf_counter() - start
+                    bar.set_postfix_str(
+                        f"lr {lr:.4f} {(i + 1) * self.rank_batch * ctx.world_size / elapsed:.0f} img/s"
+                    )
+                    bar.update(1)
+        finally:
             if bar is not None:
-                elapsed = time.perf_counter() - start
-                bar.set_postfix_str(f"lr {lr:.4f} {(i + 1) * self.rank_batch * ctx.world_size / elapsed:.0f} img/s")
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.close()
         self._sync_buffers()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
         totals = ctx.all_reduce_sum(torch.stack([loss_sum, correct, kd_sum]).float())
         seen = self.steps_per_epoch * self.rank_batch * ctx.world_size
+        if not torch.isfinite(totals[0]):
+            raise self._diverged(epoch, f"the training loss is {float(totals[0])}")
+        # The last step can leave non-finite weights behind a finite loss; they must not be saved either.
+        if not bool(torch.stack([p.isfinite().all() for p in self.net.parameters()]).all()):
+            raise self._diverged(epoch, "the weights are no longer finite")
         row: dict[str, Any] = {
             "train_loss": float(totals[0] / seen),
             "train_top1": float(totals[1] / seen * 100),
@@ -306,6 +323,54 @@ class Trainer:
         if grad_norms:
             row["grad_norms"] = {k: v / self.steps_per_epoch for k, v in grad_norms.items()}
         return row
+
+    def train_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        teacher_logits: torch.Tensor | None = None,
+        grad_norms: dict[str, float] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One optimiser update on the batch ``(x, y)``: forward and backward, SAM's second pass at the perturbed
+        weights, gradient clipping, the step (through the GradScaler for fp16) and the EMA. Returns
+        :meth:`_forward_backward`'s logits, loss and distillation term; adds per-stage gradient norms to
+        ``grad_norms`` when given."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        optim = self.recipe.optim
+        logits, loss, kd = self._forward_backward(x, y, teacher_logits)
+        if optim.sam_rho > 0:
+            offsets = sam_perturb(params, optim.sam_rho)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._forward_backward(x, y, teacher_logits)
+            sam_restore(params, offsets)
+        if grad_norms is not None:
+            self._accumulate_grad_norms(grad_norms)
+        if optim.grad_clip > 0:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(params, optim.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.net)
+        return logits, loss, kd
+
+    def _diverged(self, epoch: int, what: str, step: int | None = None) -> TrainingDivergedError:
+        """The one-line error that stops a diverged run, saying what is kept: the files of the last finite epoch
+        (this epoch's are never written)."""
+        where = f"epoch {epoch}" + (f" (step {step} of {self.steps_per_epoch})" if step is not None else "")
+        if epoch > 1:
+            kept = f"{self.run_dir} keeps the state of epoch {epoch - 1}"
+        else:
+            kept = "no epoch finished, no checkpoint saved"
+        return TrainingDivergedError(
+            f"{self.run_dir}: training diverged in {where}: {what}; stopped ({kept}). Lower optim.lr "
+            f"(now {self.recipe.optim.lr:g}) or set optim.grad_clip"
+        )
 
     def _sync_buffers(self) -> None:
         """Average BatchNorm statistics across ranks: each rank's last forward saw only its own shard, and
@@ -378,6 +443,8 @@ class Trainer:
         for epoch in range(self.start_epoch, tcfg.epochs + 1):
             row = {"epoch": epoch, **self.train_epoch(epoch)}
             val = self.evaluate(self.data.val_images, self.data.val_labels)
+            if val.n and not math.isfinite(val.loss):
+                raise self._diverged(epoch, f"the validation loss is {val.loss}")
             self.schedule.end_epoch(val.loss)
             row.update(val_loss=val.loss, val_top1=val.top1)
             # Without a validation split (data.val_size = 0) the last epoch is the one kept.
@@ -386,7 +453,8 @@ class Trainer:
                 self.best = {"val_top1": val.top1, "val_loss": val.loss, "epoch": epoch}
             if ctx.is_main:
                 if improved:
-                    save_checkpoint(self.eval_net.state_dict(), self.config, self.run_dir)
+                    with run_files.writing(self.run_dir / WEIGHTS_NAME):
+                        save_checkpoint(self.eval_net.state_dict(), self.config, self.run_dir)
                 # The epoch's row first, then the state that marks the epoch done: a kill in between leaves a
                 # row that a resume drops and redoes, never a finished epoch without its row.
                 run_files.append_metrics(self.run_dir, row)
@@ -414,7 +482,8 @@ class Trainer:
             metrics.update(test_top1=test.top1, test_top5=test.top5, test_loss=test.loss, test_n=test.n)
         if ctx.is_main:
             self.config = self.config.replace(metrics=metrics)
-            save_checkpoint(self.eval_net.state_dict(), self.config, self.run_dir)
+            with run_files.writing(self.run_dir / WEIGHTS_NAME):
+                save_checkpoint(self.eval_net.state_dict(), self.config, self.run_dir)
             run_files.plot_curves(
                 self.run_dir, f"{self.recipe.name}: test top-1 {metrics.get('test_top1', float('nan')):.2f}%"
             )
@@ -445,15 +514,21 @@ def train(
     A new run needs a new or empty ``run_dir``: a folder holding anything else (another run, a converted or
     downloaded checkpoint) is refused unless ``overwrite``, which replaces the run files in it. Under
     ``torchrun`` every rank calls this; only rank 0 writes files.
+
+    The run holds ``run_dir/.lock`` (:class:`~cifarzoo.training.run_lock.RunLock`) from start to end, so a second
+    training on the same folder is refused, and on start removes the temp files a killed run left. A loss or
+    weights that turn NaN or infinite raise :class:`TrainingDivergedError`, with the last finite epoch's files kept.
     """
     if resume and overwrite:
         raise CifarzooError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
     run_dir = Path(run_dir)
     ctx = DistContext.from_env(device)
+    lock = RunLock(run_dir)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True)
     try:
+        _lock_run(lock, ctx)
         state = None
         if resume:
             if not (run_dir / run_files.STATE_NAME).is_file():
@@ -465,27 +540,44 @@ def train(
         elif (run_dir / run_files.STATE_NAME).is_file():
             raise CifarzooError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
         # A run killed before its first state.pt leaves only recipe.json (and maybe rows): it starts afresh.
-        elif run_dir.exists() and (
-            not run_dir.is_dir()
-            or any(p.name not in (run_files.RECIPE_NAME, run_files.METRICS_NAME) for p in run_dir.iterdir())
-        ):
+        elif any(p.name not in (run_files.RECIPE_NAME, run_files.METRICS_NAME, LOCK_NAME) for p in run_dir.iterdir()):
             raise CifarzooError(
                 f"{run_dir}: already exists and is not empty; a new run needs a new or empty --out "
                 "(--overwrite replaces the run files in it)"
             )
         if state is None and ctx.is_main:
-            (run_dir / run_files.METRICS_NAME).unlink(missing_ok=True)
+            with run_files.writing(run_dir / run_files.METRICS_NAME):
+                (run_dir / run_files.METRICS_NAME).unlink(missing_ok=True)
         ctx.barrier()
         data = prepare_data(recipe, ctx.device, data_dir, download)
         trainer = Trainer(recipe, run_dir, data, ctx, progress)
         if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / run_files.RECIPE_NAME, json.dumps(recipe.to_dict(), indent=2) + "\n")
+            with run_files.writing(run_dir / run_files.RECIPE_NAME):
+                atomic_write_text(run_dir / run_files.RECIPE_NAME, json.dumps(recipe.to_dict(), indent=2) + "\n")
         if state is not None:
             trainer.load_state_dict(state)
             if ctx.is_main:
                 run_files.truncate_metrics(run_dir, trainer.start_epoch - 1)
         return trainer.fit()
     finally:
+        lock.release()
         torch.use_deterministic_algorithms(was_deterministic)
         ctx.close()
+
+
+def _lock_run(lock: RunLock, ctx: DistContext) -> None:
+    """Rank 0 takes the run folder's lock and removes the temp files a killed run left; every rank learns the
+    outcome, so that a refusal stops them all (rather than leaving the others waiting at a barrier)."""
+    failure: CifarzooError | None = None
+    if ctx.is_main:
+        try:
+            with run_files.writing(lock.path):
+                lock.acquire()
+                run_files.remove_leftover_temp_files(lock.run_dir)
+        except CifarzooError as exc:
+            failure = exc
+    message = ctx.broadcast_object(str(failure) if failure is not None else None)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise CifarzooError(str(message))

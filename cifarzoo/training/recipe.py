@@ -13,11 +13,12 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from cifarzoo.data.specs import DATASET_NAMES, VAL_SIZE
 from cifarzoo.data.tta import TtaMode
@@ -137,6 +138,9 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        if isinstance(data, dict):  # before the types are checked: float() of a 400-digit integer overflows
+            for dotted, value in _flatten(data).items():
+                _check_number(dotted, value, finite=False)
         recipe = build_dataclass(cls, data, "recipe", prefix_fields=False)
         recipe.validate()
         return recipe
@@ -152,6 +156,14 @@ class Recipe:
         return Recipe.from_dict(data)
 
     def validate(self) -> None:
+        check_path_component(self.name, "recipe name")
+        for dotted, value in _flatten(self.to_dict()).items():
+            _check_number(dotted, value)
+        paths = {"data.train_dir": self.data.train_dir, "data.test_dir": self.data.test_dir,
+                 "model.pretrained": self.model.pretrained, "distill.teacher": self.distill.teacher}
+        for dotted, value in paths.items():
+            if "\0" in value:
+                raise ConfigError(f"recipe {self.name!r}: {dotted} holds a NUL character")
         checks = [
             (self.model.arch in ARCHS, f"model.arch must be one of {list(ARCHS)}, got {self.model.arch!r}"),
             (0 <= self.model.drop_rate < 1, "model.drop_rate must be in [0, 1)"),
@@ -164,13 +176,22 @@ class Recipe:
             (0 <= self.data.crop_padding <= 16, "data.crop_padding must be 0-16"),
             (self.data.cutout >= 0 and self.data.augment_group >= 1, "data.cutout >= 0 and data.augment_group >= 1"),
             (self.optim.lr > 0 and self.optim.weight_decay >= 0, "optim.lr must be > 0 and optim.weight_decay >= 0"),
+            # torch applies the rate to float32 weights: a larger one fails inside the optimiser's step.
+            (self.optim.lr <= FLOAT32_MAX, f"optim.lr must be at most {FLOAT32_MAX:.4g} (float32's largest value), "
+             f"got {self.optim.lr:g}"),
+            (self.optim.weight_decay < 1, "optim.weight_decay must be < 1"),
             (0 <= self.optim.momentum < 1, "optim.momentum must be in [0, 1)"),
+            (len(self.optim.betas) == 2 and all(0 <= b < 1 for b in self.optim.betas),
+             "optim.betas must be two numbers in [0, 1)"),
             (self.optim.sam_rho >= 0 and self.optim.grad_clip >= 0, "optim.sam_rho and optim.grad_clip must be >= 0"),
             (self.schedule.warmup_epochs >= 0, "schedule.warmup_epochs must be >= 0"),
+            (0 <= self.schedule.warmup_start <= 1 and 0 <= self.schedule.final_lr_fraction <= 1,
+             "schedule.warmup_start and schedule.final_lr_fraction must be in [0, 1]"),
             (all(0 < m < 1 for m in self.schedule.milestones), "schedule.milestones are fractions in (0, 1)"),
             (0 < self.schedule.gamma < 1 and self.schedule.patience >= 0, "schedule.gamma in (0, 1), patience >= 0"),
             (0 < self.schedule.onecycle_peak < 1, "schedule.onecycle_peak must be in (0, 1)"),
             (self.train.epochs >= 1, "train.epochs must be >= 1"),
+            (self.train.seed >= 0, "train.seed must be >= 0"),
             (self.train.batch_size >= 1 and self.train.eval_batch_size >= 1, "batch sizes must be >= 1"),
             (0 <= self.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
             (0 <= self.train.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
@@ -180,6 +201,44 @@ class Recipe:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"recipe {self.name!r}: {message}")
+
+
+# Bounds the numbers of a recipe must stay within on their way into torch: float32 for rates, int64 for counts.
+FLOAT32_MAX = 3.4028234663852886e38
+_INT64_LIMIT = 2**63
+
+
+def _shown(key: str) -> str:
+    """A key as the one-line messages show it: as typed, or quoted with escapes if it holds control characters."""
+    return key if key.isprintable() else repr(key)
+
+
+def _check_number(dotted: str, value: Any, *, finite: bool = True) -> None:
+    """Every number of a recipe is finite, and every integer fits torch's int64 (seeds, sizes, counts)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if finite and isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{_shown(dotted)} must be a finite number, got {item!r}")
+        if isinstance(item, int) and not isinstance(item, bool) and not -_INT64_LIMIT < item < _INT64_LIMIT:
+            digits = len(str(abs(item))) if abs(item) < 10**4000 else "4000+"
+            raise ConfigError(f"{_shown(dotted)} must be below 2**63 in size, got a {digits}-digit number")
+
+
+def check_path_component(value: str, what: str) -> str:
+    """``value`` if it names one file or folder (``resnet26-fm``): a run goes to ``runs/NAME``, so a name with a
+    separator or ``..`` (``../../x``) would put it anywhere."""
+    if (
+        not value
+        or value in (".", "..")
+        or any(sep in value for sep in ("/", "\\", "\0"))
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+        or len(value.encode("utf-8", "surrogatepass")) > 128
+    ):
+        raise ConfigError(
+            f"{what} {value!r} must be a single file name (no '/', '\\', '..' or control characters, at most 128 "
+            "bytes): it names the run folder runs/NAME"
+        )
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -206,6 +265,8 @@ def load_recipe(name_or_path: str | Path, *, variant: str | None = None, overrid
             raise ConfigError(f"no recipe named {str(name_or_path)!r}{hint}")
     data = _read_toml_with_bases(path, seen=())
     variants = data.pop("variants", {})
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise ConfigError(f"{path}: variants must be tables ([variants.NAME])")
     data.setdefault("name", path.stem)
     if variant:
         if variant not in variants:
@@ -231,12 +292,14 @@ def recipe_for_run(
 
     A resumed run replays its own ``recipe.json`` (plus ``overrides``), so a later edit of the zoo's recipe
     file cannot change a run midway; an explicit ``.toml`` path is read as given. Without ``out`` the run goes
-    to ``runs/NAME[-VARIANT]``.
+    to ``runs/NAME[-VARIANT]``, always one folder inside ``runs/`` (names are single path components).
     """
     run_dir = Path(out) if out is not None else None
     saved = run_dir / RECIPE_NAME if run_dir is not None else None
+    if variant is not None:
+        check_path_component(variant, "variant")
     if resume and saved is not None and saved.is_file() and Path(recipe).suffix != ".toml":
-        data = read_document(saved, json.loads, kind="JSON recipe")
+        data = read_document(saved, _no_deep_nesting(json.loads), kind="JSON recipe")
         try:
             loaded = Recipe.from_dict(data).with_overrides(overrides or [])
         except ConfigError as exc:
@@ -244,17 +307,36 @@ def recipe_for_run(
     else:
         loaded = load_recipe(recipe, variant=variant, overrides=overrides)
     if run_dir is None:
-        run_dir = Path("runs") / (loaded.name + (f"-{variant}" if variant else ""))
+        # The name and variant are single path components (validated), so the run stays inside runs/.
+        run_dir = Path("runs") / check_path_component(loaded.name + (f"-{variant}" if variant else ""), "run name")
     return loaded, run_dir
+
+
+def _no_deep_nesting(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, with a document nested deeper than Python's recursion limit reported like any other unreadable
+    one (``read_document`` words ``ValueError``s as one line)."""
+
+    def parse_flat(text: str) -> Any:
+        try:
+            return parse(text)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
+
+    return parse_flat
 
 
 def _read_toml_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if path in seen:
         raise ConfigError(f"{path}: recipe bases form a loop")
-    data = read_document(path, tomllib.loads, kind="TOML recipe")
+    # A FIFO or device would block or never end; a recipe is a regular file.
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file")
+    data = read_document(path, _no_deep_nesting(tomllib.loads), kind="TOML recipe")
     base_name = data.pop("base", None)
     if base_name is None:
         return data
+    if not isinstance(base_name, str) or not base_name.endswith(".toml") or "\0" in base_name:
+        raise ConfigError(f"{path}: base must name a .toml file beside it (base = \"_cifar.toml\"), got {base_name!r}")
     base = _read_toml_with_bases(path.parent / base_name, seen + (path,))
     return _deep_merge(base, data)
 
@@ -286,7 +368,7 @@ def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:
     for section in sections:
         target = target.setdefault(section, {})
         if not isinstance(target, dict):
-            raise ConfigError(f"{dotted}: {section} is not a section")
+            raise ConfigError(f"{_shown(dotted)}: {_shown(section)} is not a section")
     target[key] = value
 
 
@@ -297,7 +379,9 @@ def _parse_value(raw: str) -> Any:
         return lowered == "true"
     try:
         return ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
+    # Not a literal: a plain string. literal_eval also raises TypeError ({[1]: 2}), RecursionError and MemoryError
+    # (deep nesting) and ValueError (a 5,000-digit integer).
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
         return raw
 
 
