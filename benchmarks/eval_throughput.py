@@ -5,8 +5,10 @@
 Generates ``--n`` 32x32 PNGs in class subfolders of a temp dir (named by CIFAR-10's classes), then times, each
 as a fresh subprocess with its start-up included:
 
-- ``cifarzoo eval --custom-dir DIR --model M --json`` with the default backend (thread-pool decoding overlapped
-  with batched inference, channels_last);
+- ``cifarzoo eval --custom-dir DIR --model M --json`` with the default backend (``auto``: a checkpoint folder with
+  no ``model.onnx`` is exported once into the ONNX cache, parity-checked, and run on onnxruntime; thread-pool
+  decoding overlapped with batched inference), timed twice: on an empty cache, so the one-time export counts,
+  and with the cache warm;
 - the reference: torchvision ``ImageFolder`` + ``ToTensor``/``Normalize`` + ``DataLoader(num_workers=2)`` and the
   same network in eager fp32 NCHW (``model.net``, no channels_last), the loop most CIFAR repositories use.
 
@@ -61,14 +63,14 @@ def make_images(root: Path, n: int, classes: tuple[str, ...], seed: int = 0) -> 
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / classes[i % len(classes)] / f"{i}.png")
 
 
-def measure(cmd: list[str]) -> tuple[float, int | None, str]:
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int | None, str]:
     """Wall seconds, peak RSS in KiB (or ``None``) and stdout of ``cmd`` run as a fresh process."""
     if os.access(GNU_TIME, os.X_OK):
         wrapped, pattern = [GNU_TIME, "-v", *cmd], r"Maximum resident set size \(kbytes\):\s*(\d+)"
     else:
         wrapped, pattern = [sys.executable, "-c", RSS_WRAPPER, *cmd], r"PEAK_RSS_KB=(\d+)"
     start = time.perf_counter()
-    done = subprocess.run(wrapped, capture_output=True, text=True)
+    done = subprocess.run(wrapped, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"command failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
@@ -76,9 +78,9 @@ def measure(cmd: list[str]) -> tuple[float, int | None, str]:
     return wall, int(found.group(1)) if found else None, done.stdout
 
 
-def best_of(cmd: list[str], repeats: int) -> tuple[float, int | None, str]:
+def best_of(cmd: list[str], repeats: int, env: dict[str, str] | None = None) -> tuple[float, int | None, str]:
     """The fastest of ``repeats`` runs (the first also warms the page cache), with that run's RSS."""
-    runs = [measure(cmd) for _ in range(repeats)]
+    runs = [measure(cmd, env) for _ in range(repeats)]
     return min(runs, key=lambda r: r[0])
 
 
@@ -140,27 +142,37 @@ def main() -> None:
                     "--batch-size", str(args.batch_size), "--json"]
         ref_cmd = [sys.executable, __file__, "--reference", str(root), "--model", str(model_dir),
                    "--batch-size", str(args.batch_size), "--workers", "2"]
-        ours_wall, ours_rss, ours_out = best_of(ours_cmd, args.repeats)
+        # First with an empty ONNX cache each time (the one-time export counts), then with the cache warm.
+        first = min((measure(ours_cmd, {"CIFARZOO_CACHE": tempfile.mkdtemp(dir=work, prefix="cache-")})
+                     for _ in range(args.repeats)), key=lambda r: r[0])
+        warm_cache = {"CIFARZOO_CACHE": str(work / "cache-warm")}
+        ours_wall, ours_rss, ours_out = best_of(ours_cmd, args.repeats + 1, warm_cache)
         ref_wall, ref_rss, ref_out = best_of(ref_cmd, args.repeats)
-        ours, ref = json.loads(ours_out), json.loads(ref_out)
+        ours, ours_first, ref = json.loads(ours_out), json.loads(first[2]), json.loads(ref_out)
         if ours["n"] != args.n or ref["n"] != args.n:
             raise SystemExit(f"expected {args.n} images, cifarzoo saw {ours['n']} and the reference {ref['n']}")
+        print(f"cifarzoo's backend: {ours.get('backend', 'n/a')}\n")
 
         def mib(kb: int | None) -> str:
             return f"{kb / 1024:.0f} MiB" if kb else "n/a"
 
         rows = [
-            ["cifarzoo eval --custom-dir", f"{ours_wall:.2f}", f"{args.n / ours_wall:.0f}", "", mib(ours_rss),
-             f"{ours['top1']:.2f}"],
+            ["cifarzoo eval --custom-dir, first run (export included)", f"{first[0]:.2f}", f"{args.n / first[0]:.0f}",
+             "", mib(first[1]), f"{ours_first['top1']:.2f}"],
+            ["cifarzoo eval --custom-dir, cache warm", f"{ours_wall:.2f}", f"{args.n / ours_wall:.0f}", "",
+             mib(ours_rss), f"{ours['top1']:.2f}"],
             ["ImageFolder + DataLoader(2) + eager fp32", f"{ref_wall:.2f}", f"{args.n / ref_wall:.0f}",
              f"{ref['n'] / ref['seconds']:.0f}", mib(ref_rss), f"{ref['top1']:.2f}"],
         ]
         print_table(["contender", "wall s", "img/s (wall)", "img/s (loop only)", "peak RSS", "top-1"], rows)
-        ratio = ref_wall / ours_wall
-        print(f"\nspeed-up (wall, start-up included): {ratio:.2f}x  (goal: >= 3x)  "
-              f"{'OK' if ratio >= 3 else 'BELOW GOAL'}")
-        if abs(ours["top1"] - ref["top1"]) > 0.5:
-            print(f"warning: top-1 differs ({ours['top1']:.2f} vs {ref['top1']:.2f}): the two paths disagree")
+        for label, wall in (("first run, export included", first[0]), ("cache warm", ours_wall)):
+            ratio = ref_wall / wall
+            print(f"speed-up, {label} (wall, start-up included): {ratio:.2f}x  (goal: >= 3x)  "
+                  f"{'OK' if ratio >= 3 else 'BELOW GOAL'}")
+        for label, result in (("first run", ours_first), ("cache warm", ours)):
+            gap = abs(result["top1"] - ref["top1"])
+            print(f"top-1 vs the fp32 reference, {label}: {result['top1']:.2f} vs {ref['top1']:.2f} "
+                  f"({'within' if gap <= 0.1 else 'OUTSIDE'} 0.1 points)")
     finally:
         if args.keep:
             print(f"kept {work}")

@@ -7,16 +7,19 @@ on onnxruntime, numpy and PIL alone; the torch backends are imported when asked 
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from cifarzoo.config import ModelConfig
 from cifarzoo.data.datasets import load_dataset, train_val_split
 from cifarzoo.data.specs import VAL_SIZE, get_dataset_spec
 from cifarzoo.data.testsets import TestSet, open_testset
 from cifarzoo.data.tta import check_tta
 from cifarzoo.engines.evaluate import EvalReport, evaluate_testset
 from cifarzoo.errors import CheckpointError, CifarzooError
-from cifarzoo.io.layout import ONNX_NAME, TORCHSCRIPT_NAME
+from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, TORCHSCRIPT_NAME
 from cifarzoo.io.resolve import ModelSource, resolve
 from cifarzoo.runtime.backends import BACKENDS, Backend
 from cifarzoo.runtime.onnx import OnnxModel, parse_device
@@ -43,7 +46,11 @@ def load(
         ``onnx``: an onnxruntime session; never imports torch.
         ``torchscript``: the traced module. TorchScript files run code stored in them as they load, so they
         load only with ``trust_code=True`` (``--trust-code``), or when the registry pins them by sha256.
-        ``auto``: onnx when the folder has ``model.onnx``, torch otherwise.
+        ``auto``: onnx. A folder without ``model.onnx`` (what ``save_pretrained`` and ``cifarzoo train`` write)
+        is exported once, parity-checked, into the cache (``$CIFARZOO_CACHE``, else
+        ``$XDG_CACHE_HOME/cifarzoo`` or ``~/.cache/cifarzoo``), keyed by the sha256 of its weights and config,
+        and every later load reuses that file; torch when the export cannot be made. ``backend="onnx"`` does
+        the same for a folder or zoo entry without ``model.onnx``.
 
     Every backend's result has ``.predict(images)``, ``.classes``, ``.config``, ``.logits(batch)`` and
     ``.source``: the resolved :class:`~cifarzoo.io.resolve.ModelSource` (zoo entry, Hub snapshot, folder or file,
@@ -64,7 +71,18 @@ def _load_source(source: ModelSource, *, device: str, backend: str, trust_code: 
         # A single exported file (model.int8.onnx, model.torchscript.pt) picks its own backend.
         backend = "onnx" if source.path.suffix == ".onnx" else "torchscript"
     elif backend == "auto":
-        backend = "onnx" if (source.path / ONNX_NAME).is_file() else "torch"
+        # ONNX whenever it can be had: the folder's own file, or a one-time export into the cache.
+        if not (source.path / ONNX_NAME).is_file():
+            cached = _cached_onnx(source, device=device, required=False)
+            if cached is not None:
+                return cached
+            backend = "torch"
+        else:
+            backend = "onnx"
+    if backend == "onnx" and source.kind != "file" and not (source.path / ONNX_NAME).is_file():
+        predictor = _cached_onnx(source, device=device, required=True)
+        assert predictor is not None  # required=True raises instead
+        return predictor
     if backend in EXPORTED_FILES and source.kind == "zoo" and not (source.path / EXPORTED_FILES[backend]).is_file():
         # The zoo's files live inside the installed package: advice must never send an export there.
         folder = source.ref.rsplit("/", 1)[-1]
@@ -87,6 +105,51 @@ def _load_source(source: ModelSource, *, device: str, backend: str, trust_code: 
     from cifarzoo.model import ZooModel
 
     return ZooModel.from_pretrained(source.path, device=device)
+
+
+def _cached_onnx(source: ModelSource, *, device: str, required: bool) -> OnnxModel | None:
+    """The ONNX backend for a checkpoint folder without ``model.onnx``: its export from the cache, made (and
+    parity-checked against torch) on first use and keyed by the sha256 of its weights and config.
+
+    Measured on this project's 2-core CPU, onnxruntime fp32 evaluates a folder 3-5x faster than torch eager
+    and is exact, so ``auto`` prefers it, export included. When the export cannot be made (a read-only
+    cache, an op the exporter lacks) ``auto`` falls back to torch with a warning (``required=False``); an
+    explicit ``backend="onnx"`` raises.
+    """
+    from cifarzoo.io.onnx_cache import cached_onnx_path
+
+    config = ModelConfig.load(source.path / CONFIG_NAME)
+    path = cached_onnx_path(source.path)
+    if not path.is_file():
+        try:
+            _export_to_cache(source, path)
+        except CifarzooError as exc:
+            if required:
+                raise
+            warnings.warn(f"{source.ref}: no ONNX export ({exc}); running on torch", stacklevel=3)
+            return None
+    model = OnnxModel(path, config, device=device)
+    model.cached_export = True
+    return model
+
+
+def _export_to_cache(source: ModelSource, path: Path) -> None:
+    """Export under a temporary name beside ``path`` and rename it into place once its parity check passed, so
+    a concurrent run never reads a half-written or unchecked file."""
+    import uuid
+
+    from cifarzoo.engines.export import export
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CifarzooError(f"{path.parent}: cannot create the export cache: {exc.strerror or exc}") from None
+    staging = path.with_name(f".{uuid.uuid4().hex}.onnx")
+    try:
+        export(source.path, fmt="onnx", out=staging, check=True)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 # The test-set arguments of :func:`evaluate`, with the CLI flag that gives each.

@@ -39,6 +39,8 @@ class ZooModel(Predictor, nn.Module):
         config: arch, classes, preprocessing, metrics and recipe.
     """
 
+    backend = "torch"
+
     def __init__(self, net: nn.Module, config: ModelConfig):
         nn.Module.__init__(self)
         self.net = net

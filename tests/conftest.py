@@ -10,6 +10,22 @@ from PIL import Image
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Derived files (the ONNX export cache) go to a folder of the test session's own, never ~/.cache; CLI
+    subprocesses inherit it through the environment."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cifarzoo-cache")
+    before = os.environ.get("CIFARZOO_CACHE")
+    os.environ["CIFARZOO_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("CIFARZOO_CACHE", None)
+    else:
+        os.environ["CIFARZOO_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

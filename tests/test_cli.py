@@ -69,7 +69,8 @@ def test_predict_table_and_json(c10_checkpoint, image_dir) -> None:
     assert [Path(p["path"]).name for p in preds] == ["a.png", "b.png"]
     classes = ZOO["resnet26-c10"].dataset.classes
     for p in preds:
-        assert set(p) == {"path", "label", "index", "prob", "topk", "model"}  # "model": the resolved source
+        # "model": the resolved source; "backend": what ran (onnx: the folder's cached export)
+        assert set(p) == {"path", "label", "index", "prob", "topk", "model", "backend"} and p["backend"] == "onnx"
         assert classes[p["index"]] == p["label"] == p["topk"][0]["label"]
         probs = [t["prob"] for t in p["topk"]]
         assert len(probs) == 3 and probs == sorted(probs, reverse=True) and probs[0] == p["prob"]

@@ -320,7 +320,10 @@ def test_predict_and_eval_say_which_source_was_used(fm_folder, image, tmp_path, 
     predicted = run("predict", image, "--json", "--verbose")
     assert predicted.exit_code == 0, predicted.output
     assert [row["model"] for row in json.loads(predicted.stdout)] == [zoo_source]
-    assert predicted.stderr == f"model: zoo {DEFAULT_MODEL}: {bundle} (sha256-pinned: {', '.join(pins)})\n"
+    assert predicted.stderr == (
+        f"model: zoo {DEFAULT_MODEL}: {bundle} (sha256-pinned: {', '.join(pins)}); backend: onnx\n"
+    )
+    assert [row["backend"] for row in json.loads(predicted.stdout)] == ["onnx"]
     assert run("predict", image).stderr == ""  # without --verbose, nothing on stderr
 
     (tmp_path / "set" / "Bag").mkdir(parents=True)
@@ -331,7 +334,8 @@ def test_predict_and_eval_say_which_source_was_used(fm_folder, image, tmp_path, 
     assert json.loads(evaluated.stdout)["model"] == {
         "kind": "folder", "ref": str(fm_folder), "path": str(fm_folder), "pinned": []
     }
-    assert evaluated.stderr.startswith(f"model: folder {fm_folder}: {fm_folder}\n")
+    assert evaluated.stderr.startswith(f"model: folder {fm_folder}: {fm_folder}; backend: torch\n")
+    assert json.loads(evaluated.stdout)["backend"] == "torch"
 
 
 def test_eval_checks_for_one_test_set_before_loading(monkeypatch) -> None:

@@ -180,8 +180,12 @@ def test_only_the_files_the_backend_reads_are_fetched(hub_cache, releases, zoo, 
 def test_auto_backend_takes_onnx_when_the_repo_has_it(hub_cache, releases) -> None:
     write_snapshot(hub_cache, REPO, OLD, releases[OLD], ref=None)
     write_snapshot(hub_cache, REPO, NEW, releases[NEW])
-    assert isinstance(cifarzoo.load(f"hf://{REPO}@{OLD}", device="cpu", backend="auto"), OnnxModel)
-    assert isinstance(cifarzoo.load(f"hf://{REPO}", device="cpu", backend="auto"), ZooModel)  # NEW has no ONNX
+    old = cifarzoo.load(f"hf://{REPO}@{OLD}", device="cpu", backend="auto")
+    assert isinstance(old, OnnxModel) and not old.cached_export  # the repo's own model.onnx
+    # NEW has no ONNX: its safetensors are exported once into cifarzoo's cache (never into the HF cache).
+    new = cifarzoo.load(f"hf://{REPO}", device="cpu", backend="auto")
+    assert isinstance(new, OnnxModel) and new.cached_export and not new.path.is_relative_to(hub_cache)
+    assert isinstance(cifarzoo.load(f"hf://{REPO}", device="cpu", backend="torch"), ZooModel)
 
 
 def test_revision_pin_wins_over_main(hub_cache, releases, zoo) -> None:

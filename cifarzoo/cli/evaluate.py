@@ -103,7 +103,7 @@ def eval_command(
     refuse_overwriting_inputs(out=out, report_dir=report_dir, custom_dir=custom_dir, labels=labels, array=array)
     predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
     if verbose and predictor.source is not None:
-        echo(f"model: {predictor.source.describe()}", err=True)
+        echo(f"model: {predictor.source.describe()}; backend: {predictor.describe_backend()}", err=True)
     report = evaluate(
         predictor, dataset, split=split, data_dir=data_dir, download=download, batch_size=batch_size, tta=tta.value,
         custom_dir=custom_dir, labels=labels, array=array, ignore_unknown=ignore_unknown, strict=strict,
@@ -115,13 +115,15 @@ def eval_command(
         write_report(report, report_dir, model=predictor, command=["cifarzoo", *sys.argv[1:]])
     if as_json:
         source = predictor.source.to_dict() if predictor.source is not None else None
-        write_json({**report.to_dict(include_predictions=not report.labeled), "model": source})
+        write_json({**report.to_dict(include_predictions=not report.labeled), "model": source,
+                    "backend": predictor.backend})
         return
     skipped = f"{len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''} skipped"
     # Names come from files (folder names, config.json classes, CSV cells): every line goes out escaped.
     if report.labeled:
         echo(f"{report.name}: n={report.n}  top-1 {report.top1:.2f}%  top-5 {report.top5:.2f}%  "
-             f"loss {report.loss:.4f}  ECE {report.ece:.4f}  tta {report.tta}  ({skipped})")
+             f"loss {report.loss:.4f}  ECE {report.ece:.4f}  tta {report.tta}  backend {predictor.backend}  "
+             f"({skipped})")
         rows = [(name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", m.support)
                 for name, m in report.per_class.items()]
         typer.echo(format_table(["class", "precision", "recall", "F1", "n"], rows, right=(1, 2, 3, 4)))

@@ -52,11 +52,11 @@ def predict_command(
     predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
     source = predictor.source.to_dict() if predictor.source is not None else None
     if verbose and predictor.source is not None:
-        echo(f"model: {predictor.source.describe()}", err=True)
+        echo(f"model: {predictor.source.describe()}; backend: {predictor.describe_backend()}", err=True)
     result = predict_images(predictor.logits, predictor.config, collected.paths, topk=topk, batch_size=batch_size)
 
     if as_json:
-        write_json([{**p.to_dict(), "model": source} for p in result.predictions])
+        write_json([{**p.to_dict(), "model": source, "backend": predictor.backend} for p in result.predictions])
     elif result.predictions:
         rows = [
             (p.path, p.label, f"{p.prob:.3f}", ", ".join(f"{label} {prob:.3f}" for label, prob in p.topk[1:]))

@@ -84,6 +84,7 @@ class OnnxModel(Predictor):
 
     file_name = ONNX_NAME
     export_format = "onnx"
+    backend = "onnx"
 
     def __init__(self, path: str | os.PathLike, config: ModelConfig, device: str = "auto"):
         import onnxruntime as ort

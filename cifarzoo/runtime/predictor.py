@@ -152,6 +152,10 @@ class Predictor:
     config: ModelConfig
     # What the model was loaded from (zoo entry, Hub snapshot, folder or file); set by ``cifarzoo.load``.
     source: ModelSource | None = None
+    # The backend's name, as ``cifarzoo.load(backend=...)`` and ``--backend`` spell it.
+    backend: ClassVar[str] = ""
+    # True when the ONNX file is the cache's export of a checkpoint folder without one (``backend="auto"``).
+    cached_export: bool = False
     # The file a backend reads from a model folder, and the `cifarzoo export --format` that writes it.
     file_name: ClassVar[str] = ""
     export_format: ClassVar[str] = ""
@@ -172,6 +176,11 @@ class Predictor:
                 f"`cifarzoo export {directory} --format {cls.export_format}`"
             )
         return cls.from_file(directory / cls.file_name, device, trust_code=trust_code)
+
+    def describe_backend(self) -> str:
+        """What runs the network, for ``--verbose`` and reports: ``onnx``, ``onnx (cached export: PATH)``, ..."""
+        path = getattr(self, "path", None)
+        return f"{self.backend} (cached export: {path})" if self.cached_export else self.backend
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ class TorchScriptModel(Predictor):
 
     file_name = TORCHSCRIPT_NAME
     export_format = "torchscript"
+    backend = "torchscript"
 
     def __init__(self, module: Any, config: ModelConfig, device: str = "auto"):
         self.module = module
