@@ -17,6 +17,7 @@ from cifarzoo.data.datasets import load_dataset, train_val_split
 from cifarzoo.data.specs import VAL_SIZE, get_dataset_spec
 from cifarzoo.data.testsets import TestSet, open_testset
 from cifarzoo.data.tta import check_tta
+from cifarzoo.engines.calibrate import CalibrationResult
 from cifarzoo.engines.evaluate import EvalReport, evaluate_testset
 from cifarzoo.errors import CheckpointError, CifarzooError
 from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, TORCHSCRIPT_NAME
@@ -220,8 +221,50 @@ def evaluate(
         testset = open_testset(model.classes, ignore_unknown, custom_dir=custom_dir, labels=labels, array=array)
     return evaluate_testset(
         model.logits, model.config.preprocess, testset, batch_size=batch_size, tta=tta, strict=strict,
-        progress=progress, workers=workers,
+        progress=progress, workers=workers, temperature=model.config.temperature,
     )
+
+
+def calibrate(
+    model: Predictor | str | os.PathLike,
+    dataset: str | None = None,
+    *,
+    split: str = "val",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    custom_dir: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
+    array: str | os.PathLike | None = None,
+    ignore_unknown: bool = False,
+    out: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    workers: int | None = None,
+    device: str = "auto",
+) -> CalibrationResult:
+    """Fit ``model``'s temperature on one labelled set and store it with the model (temperature scaling).
+
+    The set is given as for :func:`evaluate`; with ``dataset`` it is the ``val`` split by default (the
+    held-out training images: never fit on the test set you report). The temperature minimises the NLL of the
+    set's logits (L-BFGS); it goes into ``config.json`` (``calibration``: temperature, set, ECE and NLL before
+    and after) and into ``model.onnx``'s embedded config, in the model's folder or, with ``out``, in a copy
+    there. Zoo entries and Hub snapshots are only written to ``out``. Every backend then applies it before
+    the softmax; top-1 never changes.
+    """
+    from cifarzoo.engines.calibrate import fit_calibration, write_calibration
+
+    predictor = model if isinstance(model, Predictor) else load(model, device=device, backend="auto")
+    if predictor.source is None:
+        raise CifarzooError("calibrate needs a model loaded with cifarzoo.load (its folder is where the result goes)")
+    report = evaluate(
+        predictor, dataset, split=split, data_dir=data_dir, download=download, custom_dir=custom_dir,
+        labels=labels, array=array, ignore_unknown=ignore_unknown, strict=False, batch_size=batch_size,
+        workers=workers,
+    )
+    if not report.labeled or report.logits is None or report.labels is None:
+        raise CifarzooError(f"{report.name}: calibration needs labelled images; this set has no labels")
+    calibration = fit_calibration(report.logits, report.labels, fitted_on=report.name)
+    folder = write_calibration(predictor.source, calibration, out)
+    return CalibrationResult(folder, calibration, report)
 
 
 def _dataset_testset(
@@ -242,4 +285,4 @@ def _dataset_testset(
     return TestSet.from_arrays(data.images, data.labels, data.classes, name=f"{spec.name}:{split}")
 
 
-__all__ = ["BACKENDS", "Backend", "check_one_testset", "evaluate", "load"]
+__all__ = ["BACKENDS", "Backend", "CalibrationResult", "calibrate", "check_one_testset", "evaluate", "load"]

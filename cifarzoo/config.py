@@ -116,6 +116,50 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class CalibrationConfig:
+    """Temperature scaling: the model's probabilities are ``softmax(logits / temperature)``.
+
+    Fitted by :mod:`cifarzoo.engines.calibrate` (at the end of training, on the validation split, or by
+    ``cifarzoo calibrate``) and applied by every backend before the softmax; it never changes the arg-max.
+
+    Attributes:
+        temperature: the divisor, > 0 (below 1 sharpens an under-confident model).
+        fitted_on: the labelled set it was fitted on, e.g. ``fashion-mnist:val``.
+        n: how many images that set had.
+        ece_before, ece_after: its expected calibration error (a fraction) before and after (``None``: not
+            recorded).
+        nll_before, nll_after: its mean negative log-likelihood before and after.
+    """
+
+    temperature: float = 1.0
+    fitted_on: str = ""
+    n: int = 0
+    ece_before: float | None = None
+    ece_after: float | None = None
+    nll_before: float | None = None
+    nll_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.temperature) or not 1e-3 <= self.temperature <= 1e3:
+            raise ConfigError(f"calibration.temperature must be a number from 0.001 to 1000, got {self.temperature}")
+        if self.n < 0:
+            raise ConfigError(f"calibration.n must be 0 or more, got {self.n}")
+        for name in ("ece_before", "ece_after", "nll_before", "nll_after"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            ):
+                raise ConfigError(f"calibration.{name} must be a finite number or null, got {_short(value)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CalibrationConfig:
+        return build_dataclass(cls, data, "calibration")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild, run and describe a trained model.
 
@@ -130,6 +174,7 @@ class ModelConfig:
         dataset: the dataset tag (``c10``, ``c100``, ``fm``) or a free-form name.
         metrics: measured results, e.g. ``{"test_top1": 95.1}`` (percent).
         recipe: the recipe the weights were trained with: a name or the full recipe as a dict.
+        calibration: the fitted temperature (:class:`CalibrationConfig`), or ``None`` (temperature 1).
         cifarzoo_version: the version that wrote the config.
     """
 
@@ -143,6 +188,7 @@ class ModelConfig:
     dataset: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     recipe: str | dict[str, Any] | None = None
+    calibration: CalibrationConfig | None = None
     cifarzoo_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -168,6 +214,8 @@ class ModelConfig:
                 raise ConfigError(f"{label} must be a string or null, got {_short(value)}")
         if not isinstance(self.cifarzoo_version, str):
             raise ConfigError(f"cifarzoo_version must be a string, got {_short(self.cifarzoo_version)}")
+        if self.calibration is not None and not isinstance(self.calibration, CalibrationConfig):
+            raise ConfigError(f"calibration must be a table or null, got {_short(self.calibration)}")
         if self.recipe is not None and not isinstance(self.recipe, (str, dict)):
             raise ConfigError(f"recipe must be a name, a table or null, got {_short(self.recipe)}")
         # NaN is a value here: a run without a val split records val_top1 = NaN ("not measured").
@@ -180,6 +228,11 @@ class ModelConfig:
     @property
     def in_chans(self) -> int:
         return self.preprocess.in_chans
+
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax: the calibration's temperature, else 1."""
+        return self.calibration.temperature if self.calibration is not None else 1.0
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed (the architecture description is re-derived if arch changes)."""
@@ -199,6 +252,7 @@ class ModelConfig:
             "dataset": self.dataset,
             "metrics": dict(self.metrics),
             "recipe": self.recipe,
+            "calibration": self.calibration.to_dict() if self.calibration is not None else None,
             "cifarzoo_version": self.cifarzoo_version,
         }
 
@@ -220,6 +274,8 @@ class ModelConfig:
         values["classes"] = [str(c) for c in classes]
         # The architecture description is always re-derived from the arch, never trusted from the file.
         values["architecture"] = {}
+        if values.get("calibration") is not None:  # a union field: the builder does not descend into it
+            values["calibration"] = CalibrationConfig.from_dict(values["calibration"])
         try:
             return build_dataclass(cls, values, "config", prefix_fields=False)
         except (OverflowError, RecursionError) as exc:  # float() of a 400-digit integer, absurdly nested values

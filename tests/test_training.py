@@ -60,6 +60,10 @@ def test_two_epochs_on_fashion_mnist_beat_chance_clearly(tmp_path) -> None:
     assert model.config.recipe["name"] == "resnet26-fm" and model.config.dataset == "fm"
     assert model.classes[0] == "T-shirt/top"
     assert (tmp_path / "run" / "curves.png").stat().st_size > 10_000
+    # Temperature scaling fitted on the validation split at the end, and it lowered that split's NLL.
+    calibration = model.config.calibration
+    assert calibration is not None and calibration.fitted_on == "fashion-mnist:val" and calibration.n == 500
+    assert calibration.temperature != 1.0 and calibration.nll_after < calibration.nll_before
 
 
 def _state(run_dir: Path) -> dict:

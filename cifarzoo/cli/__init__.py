@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import typer
 
-from cifarzoo.cli import benchmark, compare, convert, demo, evaluate, explain, export, models, predict, publish, train
+from cifarzoo.cli import (
+    benchmark,
+    calibrate,
+    compare,
+    convert,
+    demo,
+    evaluate,
+    explain,
+    export,
+    models,
+    predict,
+    publish,
+    train,
+)
 from cifarzoo.cli._common import FriendlyErrorsGroup
 
 app = typer.Typer(
@@ -24,6 +37,7 @@ app.command("list")(models.list_command)
 app.command("info")(models.info_command)
 app.command("predict")(predict.predict_command)
 app.command("eval")(evaluate.eval_command)
+app.command("calibrate")(calibrate.calibrate_command)
 app.command("train")(train.train_command)
 app.command("export")(export.export_command)
 app.command("publish")(publish.publish_command)

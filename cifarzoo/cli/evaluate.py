@@ -124,6 +124,12 @@ def eval_command(
         echo(f"{report.name}: n={report.n}  top-1 {report.top1:.2f}%  top-5 {report.top5:.2f}%  "
              f"loss {report.loss:.4f}  ECE {report.ece:.4f}  tta {report.tta}  backend {predictor.backend}  "
              f"({skipped})")
+        calibration = report.calibration_summary()
+        if calibration is not None:
+            before, after = calibration["before"], calibration["after"]
+            echo(f"calibrated (temperature {calibration['temperature']:.4f}): ECE {before['ece']:.4f} -> "
+                 f"{after['ece']:.4f}  NLL {before['nll']:.4f} -> {after['nll']:.4f}  Brier {before['brier']:.4f} -> "
+                 f"{after['brier']:.4f}")
         rows = [(name, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", m.support)
                 for name, m in report.per_class.items()]
         typer.echo(format_table(["class", "precision", "recall", "F1", "n"], rows, right=(1, 2, 3, 4)))

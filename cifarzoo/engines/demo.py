@@ -184,7 +184,8 @@ def classify_batch(model: DemoModel, images: Sequence[ImageInput], *, topk: int 
     cfg = model.config.preprocess
     pixels = np.stack([load_uint8(image, cfg) for image in images])
     device = next(model.net.parameters()).device
-    result = grad_cam(model.net, torch.from_numpy(normalize(pixels, cfg)).to(device))
+    result = grad_cam(model.net, torch.from_numpy(normalize(pixels, cfg)).to(device),
+                      temperature=model.config.temperature)
     k = max(1, min(topk, model.config.num_classes))
     answers = []
     for probs, heatmap, image in zip(result.probs, result.heatmaps, pixels):

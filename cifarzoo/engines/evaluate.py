@@ -49,6 +49,11 @@ class MisclassifiedExample:
 class EvalReport:
     """Accuracy report. Percentages for top-1/top-5, a fraction for ECE, mean cross-entropy for ``loss``.
 
+    Probabilities are the model's calibrated ones, ``softmax(logits / temperature)``: ``loss`` (the NLL),
+    ``ece``, ``brier``, ``confidence`` and ``reliability`` are measured on them. When the temperature is not
+    1, ``uncalibrated`` and ``reliability_uncalibrated`` hold the same measures at temperature 1 (before
+    scaling); top-1 and top-5 do not depend on it. ``logits`` are the raw network outputs, kept for fitting.
+
     ``confusion[i][j]`` counts images of true class ``i`` predicted as ``j``. An unlabeled set
     (``labeled=False``) has predictions only: its metrics are NaN (``None`` in :meth:`to_dict`).
     ``skipped`` lists the files that could not be read (``{path, reason}``), ``ignored`` what was left out on
@@ -70,6 +75,11 @@ class EvalReport:
     tta: str = "none"
     ignored: list[dict[str, str]] = field(default_factory=list)
     reliability: list[dict[str, float]] = field(default_factory=list)
+    brier: float = float("nan")
+    temperature: float = 1.0
+    uncalibrated: dict[str, float] | None = None  # {"ece", "nll", "brier"} at temperature 1
+    reliability_uncalibrated: list[dict[str, float]] = field(default_factory=list)
+    logits: np.ndarray | None = field(default=None, repr=False, compare=False)
     ids: list[str] = field(default_factory=list, repr=False, compare=False)
     pred: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False, compare=False)
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
@@ -93,6 +103,13 @@ class EvalReport:
             rows.append(row)
         return rows
 
+    def calibration_summary(self) -> dict[str, Any] | None:
+        """``{"temperature", "before": {ece, nll, brier}, "after": {...}}`` when a temperature was applied."""
+        if self.uncalibrated is None:
+            return None
+        after = {"ece": self.ece, "nll": self.loss, "brier": self.brier}
+        return {"temperature": self.temperature, "before": dict(self.uncalibrated), "after": after}
+
     def to_dict(self, include_predictions: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; ``include_predictions`` adds the per-image rows. Every non-finite number (NaN
         metrics of an unlabeled set, NaN probabilities from a broken model) becomes ``None``: JSON has no NaN."""
@@ -104,6 +121,8 @@ class EvalReport:
             "top5": _finite(self.top5),
             "loss": _finite(self.loss),
             "ece": _finite(self.ece),
+            "brier": _finite(self.brier),
+            "calibration": self.calibration_summary(),
             "tta": self.tta,
             "classes": list(self.classes),
             "per_class": {name: vars(m) for name, m in self.per_class.items()},
@@ -135,13 +154,35 @@ def _finite_tree(data: Any) -> Any:
     return data
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
+def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = logits / temperature if temperature != 1.0 else logits
+    shifted = scaled - scaled.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def compute_report(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> EvalReport:
-    """Every metric from ``(N, C)`` logits and ``(N,)`` integer labels, vectorised."""
+def probability_metrics(log_probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """``(pred, confidence, {"ece", "nll", "brier"})`` of ``(N, C)`` log-probabilities against integer labels:
+    the expected calibration error (a fraction), the mean negative log-likelihood and the Brier score (the mean
+    squared distance from the one-hot label; 0 is perfect, 2 the worst)."""
+    n = len(labels)
+    pred = log_probs.argmax(axis=1)
+    confidence = np.exp(log_probs[np.arange(n), pred])
+    probs = np.exp(log_probs)
+    probs[np.arange(n), labels] -= 1.0
+    measures = {
+        "ece": expected_calibration_error(confidence, pred == labels),
+        "nll": float(-log_probs[np.arange(n), labels].mean()),
+        "brier": float((probs**2).sum(axis=1).mean()),
+    }
+    return pred, confidence, measures
+
+
+def compute_report(
+    logits: np.ndarray, labels: np.ndarray, classes: Sequence[str], *, temperature: float = 1.0
+) -> EvalReport:
+    """Every metric from ``(N, C)`` logits and ``(N,)`` integer labels, vectorised; probabilities are
+    ``softmax(logits / temperature)`` (the model's calibration, see :class:`~cifarzoo.config.CalibrationConfig`)."""
+    raw = np.asarray(logits, dtype=np.float32)
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n, num_classes = logits.shape if logits.ndim == 2 else (0, len(classes))
@@ -149,9 +190,8 @@ def compute_report(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str
         empty = {c: ClassMetrics(0.0, 0.0, 0.0, 0) for c in classes}
         return EvalReport(0, 0.0, 0.0, 0.0, 0.0, tuple(classes), empty, [[0] * len(classes) for _ in classes],
                           labels=np.zeros(0, np.int64))
-    log_probs = log_softmax(logits)
-    pred = log_probs.argmax(axis=1)
-    confidence = np.exp(log_probs[np.arange(n), pred])
+    log_probs = log_softmax(logits, temperature)
+    pred, confidence, measures = probability_metrics(log_probs, labels)
     k = min(5, num_classes)
     topk = np.argpartition(-log_probs, k - 1, axis=1)[:, :k]
     confusion = np.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
@@ -161,12 +201,21 @@ def compute_report(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str
     recall = np.divide(true_pos, actual, out=np.zeros(num_classes), where=actual > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(num_classes), where=precision + recall > 0)
     correct = pred == labels
+    uncalibrated, reliability_uncalibrated = None, []
+    if temperature != 1.0:
+        _, raw_confidence, uncalibrated = probability_metrics(log_softmax(logits), labels)
+        reliability_uncalibrated = calibration_bins(raw_confidence, correct)
     return EvalReport(
         n=n,
         top1=float(correct.mean() * 100),
         top5=float((topk == labels[:, None]).any(axis=1).mean() * 100),
-        loss=float(-log_probs[np.arange(n), labels].mean()),
-        ece=expected_calibration_error(confidence, correct),
+        loss=measures["nll"],
+        ece=measures["ece"],
+        brier=measures["brier"],
+        temperature=temperature,
+        uncalibrated=uncalibrated,
+        reliability_uncalibrated=reliability_uncalibrated,
+        logits=raw,
         classes=tuple(classes),
         per_class={
             name: ClassMetrics(float(precision[i]), float(recall[i]), float(f1[i]), int(actual[i]))
@@ -180,10 +229,10 @@ def compute_report(logits: np.ndarray, labels: np.ndarray, classes: Sequence[str
     )
 
 
-def predictions_report(logits: np.ndarray, classes: Sequence[str]) -> EvalReport:
-    """The report of an unlabeled set: predictions and their confidence, no metrics."""
+def predictions_report(logits: np.ndarray, classes: Sequence[str], *, temperature: float = 1.0) -> EvalReport:
+    """The report of an unlabeled set: predictions and their (calibrated) confidence, no metrics."""
     logits = np.asarray(logits, dtype=np.float64).reshape(-1, len(classes))
-    log_probs = log_softmax(logits) if len(logits) else logits
+    log_probs = log_softmax(logits, temperature) if len(logits) else logits
     pred = log_probs.argmax(axis=1) if len(logits) else np.zeros(0, np.int64)
     nan = float("nan")
     return EvalReport(len(logits), nan, nan, nan, nan, tuple(classes), {}, [], labeled=False, pred=pred,
@@ -225,14 +274,15 @@ def calibration_bins(confidence: np.ndarray, correct: np.ndarray, bins: int = EC
 class _MistakeKeeper:
     """The ``limit`` most confident misclassified images seen so far: bounded memory for any test set."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, temperature: float = 1.0):
         self.limit = limit
+        self.temperature = temperature
         self.kept: list[MisclassifiedExample] = []
 
     def add(self, ids: Sequence[str], images: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> None:
         if self.limit <= 0:
             return
-        log_probs = log_softmax(logits.astype(np.float64))
+        log_probs = log_softmax(logits.astype(np.float64), self.temperature)
         pred = log_probs.argmax(axis=1)
         confidence = np.exp(log_probs.max(axis=1))
         wrong = np.flatnonzero(pred != labels)
@@ -280,6 +330,7 @@ def evaluate_testset(
     progress: bool = False,
     max_examples: int = MAX_EXAMPLES,
     workers: int | None = None,
+    temperature: float = 1.0,
 ) -> EvalReport:
     """Evaluate any backend (a function from normalised float32 NCHW batches to logits) on a test set.
 
@@ -287,13 +338,14 @@ def evaluate_testset(
     of images is held at a time (plus the ``max_examples`` most confident mistakes, for the report's grid).
     Unreadable files are listed in ``skipped`` and the rest evaluated; ``strict`` makes the first one an
     error instead. ``progress`` shows a progress bar with img/s on stderr. An unlabeled set gives a
-    predictions-only report.
+    predictions-only report. ``temperature`` is the model's calibration (``config.temperature``): probabilities
+    are ``softmax(logits / temperature)``.
     """
     check_tta(tta)
     if strict and testset.skipped:
         raise _strict_error(testset.skipped[0]["path"], testset.skipped[0]["reason"])
     skipped = list(testset.skipped)
-    keeper = _MistakeKeeper(max_examples if testset.labeled else 0)
+    keeper = _MistakeKeeper(max_examples if testset.labeled else 0, temperature)
     logits_parts: list[np.ndarray] = []
     index_parts: list[np.ndarray] = []
     bar = _progress_bar(len(testset), progress)
@@ -324,9 +376,9 @@ def evaluate_testset(
     logits = np.concatenate(logits_parts) if logits_parts else np.zeros((0, num_classes), np.float32)
     order = np.concatenate(index_parts) if index_parts else np.zeros(0, np.int64)
     if testset.labels is not None:
-        report = compute_report(logits, testset.labels[order], testset.classes)
+        report = compute_report(logits, testset.labels[order], testset.classes, temperature=temperature)
     else:
-        report = predictions_report(logits, testset.classes)
+        report = predictions_report(logits, testset.classes, temperature=temperature)
     report.name, report.tta = testset.name, tta
     report.skipped, report.ignored = skipped, list(testset.ignored)
     report.ids = [testset.ids[i] for i in order]
@@ -372,4 +424,6 @@ __all__ = [
     "evaluate_arrays",
     "evaluate_testset",
     "expected_calibration_error",
+    "log_softmax",
+    "probability_metrics",
 ]

@@ -50,12 +50,14 @@ def grad_cam(
     x: torch.Tensor,
     class_index: int | Sequence[int] | None = None,
     layer: str | None = None,
+    temperature: float = 1.0,
 ) -> CamResult:
     """Grad-CAM for a normalised batch ``x`` ``(N, C, H, W)``.
 
     ``class_index``: one class for every image, one per image, or ``None`` for each image's top class.
     ``layer``: a module name from ``net.named_modules()`` (``"stages.2"``); ``None`` uses the output of
     ``net.forward_features``. Runs in float32 with the network in eval mode (its mode is restored).
+    ``probs`` are ``softmax(logits / temperature)``: pass the model's calibration (``config.temperature``).
     """
     modes = {module: module.training for module in net.modules()}
     net.eval()
@@ -86,7 +88,7 @@ def grad_cam(
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         peak = cam.flatten(1).amax(1).clamp_min(1e-12)[:, None, None]
         heatmaps = (cam / peak).clamp(0, 1)
-        probs = logits.detach().float().softmax(1)
+        probs = (logits.detach().float() / temperature).softmax(1)
     finally:
         for module, training in modes.items():  # exactly as they were, frozen submodules included
             module.training = training
@@ -207,7 +209,7 @@ def explain(
     net = net.to(torch_device(device))
     pixels = load_uint8(image, config.preprocess)
     x = torch.from_numpy(normalize(pixels[None], config.preprocess)).to(next(net.parameters()).device)
-    result = grad_cam(net, x, class_index, layer)
+    result = grad_cam(net, x, class_index, layer, temperature=config.temperature)
     probs = result.probs[0]
     explained, top = int(result.class_indices[0]), int(np.argmax(probs))
     explanation = Explanation(

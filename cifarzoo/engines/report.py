@@ -99,7 +99,8 @@ def plot_confusion(report: EvalReport, path: str | os.PathLike) -> Path:
 
 
 def plot_reliability(report: EvalReport, path: str | os.PathLike) -> Path:
-    """Accuracy against confidence per bin (the diagonal is perfect calibration), with the bins' support."""
+    """Accuracy against confidence per bin (the diagonal is perfect calibration), with the bins' support; for a
+    calibrated model, the bars are after temperature scaling and a line shows the bins before it."""
     bins = report.reliability
     centers = np.asarray([(b["lower"] + b["upper"]) / 2 for b in bins])
     width = 1.0 / max(len(bins), 1)
@@ -112,11 +113,19 @@ def plot_reliability(report: EvalReport, path: str | os.PathLike) -> Path:
     ax.bar(centers[filled], accuracy[filled], width=width, edgecolor="black", label="accuracy")
     ax.bar(centers[filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=width, color="red",
            alpha=0.3, edgecolor="red", label="gap to confidence")
+    title = f"{report.name}: ECE {report.ece:.4f}"
+    if report.uncalibrated is not None:
+        # Before temperature scaling: the same images' accuracy against their uncalibrated confidence.
+        before = [b for b in report.reliability_uncalibrated if b["count"] > 0]
+        ax.plot([b["confidence"] for b in before], [b["accuracy"] for b in before], "o-", color="tab:orange",
+                label=f"before scaling (ECE {report.uncalibrated['ece']:.4f})")
+        title = (f"{report.name}: ECE {report.uncalibrated['ece']:.4f} -> {report.ece:.4f} "
+                 f"(temperature {report.temperature:.3f})")
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{report.name}: ECE {report.ece:.4f}")
+    ax.set_title(title)
     ax.legend(loc="upper left")
     hist.bar(centers, counts, width=width, edgecolor="black")
     hist.set_xlabel("confidence")

@@ -62,10 +62,10 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def predictions_from_logits(
-    logits: np.ndarray, classes: Sequence[str], k: int, paths: Sequence[str | None]
+    logits: np.ndarray, classes: Sequence[str], k: int, paths: Sequence[str | None], temperature: float = 1.0
 ) -> list[Prediction]:
-    """Softmax and top-k for a whole batch at once."""
-    probs = softmax(np.asarray(logits, dtype=np.float32))
+    """Softmax of ``logits / temperature`` (the model's calibration) and top-k, for a whole batch at once."""
+    probs = softmax(np.asarray(logits, dtype=np.float32) / np.float32(temperature))
     k = max(1, min(k, probs.shape[1]))
     # argsort on the negated probabilities; stable, so ties keep the lower class index first.
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
@@ -139,7 +139,9 @@ def predict_images(
         if good:
             batch = normalize(np.stack([arr for _, arr in good]), config.preprocess)
             paths = [path_of(image) for image, _ in good]
-            result.predictions.extend(predictions_from_logits(logits_fn(batch), config.classes, topk, paths))
+            result.predictions.extend(
+                predictions_from_logits(logits_fn(batch), config.classes, topk, paths, config.temperature)
+            )
     return result
 
 
@@ -193,8 +195,9 @@ class Predictor:
     def predict(self, images: Any, *, topk: int = 5, batch_size: int = 256) -> list[Prediction]:
         """Top-k labels for image files, PIL images or ``(H, W[, C])`` uint8 arrays (one or a list).
 
-        Images go through the model's own preprocessing (decode, convert, resize policy, normalise). An
-        unreadable file raises :class:`~cifarzoo.errors.ImageReadError`.
+        Images go through the model's own preprocessing (decode, convert, resize policy, normalise), and the
+        probabilities through its calibration (``config.calibration``, temperature scaling). An unreadable file
+        raises :class:`~cifarzoo.errors.ImageReadError`.
         """
         if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence):
             images = [images]

@@ -74,7 +74,12 @@ class TorchScriptModel(Predictor):
             ) from None
         if not extra[CONFIG_NAME]:
             raise CheckpointError(f"{path}: no {CONFIG_NAME} inside; export it with `cifarzoo export`")
-        return cls(module, ModelConfig.from_json(extra[CONFIG_NAME], f"{path} ({CONFIG_NAME} inside)"), device)
+        config = ModelConfig.from_json(extra[CONFIG_NAME], f"{path} ({CONFIG_NAME} inside)")
+        beside = path.parent / CONFIG_NAME
+        if beside.is_file():
+            # As for ONNX, the folder's config.json wins: it carries a calibration fitted after the export.
+            config = ModelConfig.load(beside)
+        return cls(module, config, device)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.runner(batch)

@@ -24,9 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarzoo.atomic import atomic_write_text
-from cifarzoo.config import ModelConfig, PreprocessConfig
+from cifarzoo.config import CalibrationConfig, ModelConfig, PreprocessConfig
 from cifarzoo.data.datasets import ArrayDataset, load_dataset, load_image_folder, train_val_split
 from cifarzoo.data.specs import get_dataset_spec
+from cifarzoo.engines.calibrate import MIN_IMAGES as MIN_CALIBRATION_IMAGES
+from cifarzoo.engines.calibrate import fit_calibration
 from cifarzoo.engines.evaluate import EvalReport, compute_report
 from cifarzoo.errors import CifarzooError
 from cifarzoo.io.checkpoint import build, load_weights, save_checkpoint
@@ -481,13 +483,30 @@ class Trainer:
             test = self.evaluate(self.data.test_images, self.data.test_labels, tta)
             metrics.update(test_top1=test.top1, test_top5=test.top5, test_loss=test.loss, test_n=test.n)
         if ctx.is_main:
-            self.config = self.config.replace(metrics=metrics)
+            self.config = self.config.replace(metrics=metrics, calibration=self._fit_calibration())
             with run_files.writing(self.run_dir / WEIGHTS_NAME):
                 save_checkpoint(self.eval_net.state_dict(), self.config, self.run_dir)
             run_files.plot_curves(
                 self.run_dir, f"{self.recipe.name}: test top-1 {metrics.get('test_top1', float('nan')):.2f}%"
             )
         return TrainResult(self.run_dir, int(self.best["epoch"]), metrics)
+
+
+    def _fit_calibration(self) -> CalibrationConfig | None:
+        """Temperature scaling on the validation split (Guo et al. 2017), with the kept weights. Fitted on fp32
+        logits without TTA: what predict and eval compute, on every backend. ``None`` without a val split."""
+        labels = self.data.val_labels
+        if len(labels) < MIN_CALIBRATION_IMAGES:
+            return None
+        runner = TorchRunner(self.eval_net)  # fp32, as deployed
+        logits = runner.uint8_logits(
+            self.data.val_images, self.config.preprocess, batch_size=self.recipe.train.eval_batch_size
+        )
+        fitted_on = f"{self.recipe.data.dataset}:val"
+        calibration = fit_calibration(logits.cpu().numpy(), labels.cpu().numpy(), fitted_on=fitted_on)
+        log.info("temperature %.4f fitted on %s: ECE %.4f -> %.4f", calibration.temperature, fitted_on,
+                 calibration.ece_before, calibration.ece_after)
+        return calibration
 
 
 def _progress(total: int, desc: str, enabled: bool):
