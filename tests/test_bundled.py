@@ -20,7 +20,8 @@ needs_fm = pytest.mark.skipif(not (SYSTEM_FASHION_MNIST / "t10k-images-idx3-ubyt
 def test_default_model_is_bundled_and_small() -> None:
     assert DEFAULT_MODEL in BUNDLED
     folder = resolve_model_dir(DEFAULT_MODEL)  # verifies every pinned sha256
-    assert sum(p.stat().st_size for p in folder.parent.rglob("*") if p.is_file()) <= 25_000_000
+    # Every bundled model together: the issue's budget for weights inside the package.
+    assert sum(p.stat().st_size for p in folder.parent.rglob("*") if p.is_file()) <= 64_000_000
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -62,6 +63,30 @@ def test_eval_reproduces_the_recorded_accuracy_exactly() -> None:
     report = json.loads(result.stdout)
     # Two decimals of a percentage of 10,000 images lose nothing, so this is still an exact comparison.
     assert report["n"] == 10_000 and round(report["top1"], 2) == ZOO[DEFAULT_MODEL].metrics["test_top1"]
+    # Temperature scaling, fitted on the validation split by the release, brings the test ECE to 0.02 or less
+    # (from 0.075 uncalibrated); the registry records both.
+    calibration = report["calibration"]
+    assert calibration["after"]["ece"] <= 0.02 < calibration["before"]["ece"]
+    assert round(calibration["after"]["ece"], 4) == ZOO[DEFAULT_MODEL].metrics["test_ece"]
+    assert round(calibration["before"]["ece"], 4) == ZOO[DEFAULT_MODEL].metrics["test_uncalibrated_ece"]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_predict_gives_the_calibrated_probabilities_on_every_backend(name: str) -> None:
+    import numpy as np
+
+    from cifarzoo.data.preprocess import normalize
+    from cifarzoo.runtime.predictor import softmax
+
+    torch_model, onnx_model = cifarzoo.load(name, device="cpu"), cifarzoo.load(name, device="cpu", backend="onnx")
+    temperature = torch_model.config.temperature
+    assert torch_model.config.calibration is not None and temperature != 1.0
+    pre = torch_model.config.preprocess
+    images = list(np.random.default_rng(1).integers(0, 256, (8, pre.input_size, pre.input_size), np.uint8))
+    calibrated = softmax(torch_model.logits(normalize(np.stack(images)[..., None], pre)) / temperature).max(axis=1)
+    for model in (torch_model, onnx_model):
+        probs = [p.prob for p in model.predict(images)]
+        np.testing.assert_allclose(probs, calibrated, atol=1e-4)
 
 
 @needs_fm

@@ -126,8 +126,10 @@ def test_model_card_has_the_metrics_and_the_picker_the_models_with_weights(tmp_p
     card = model.card
     assert card.startswith(f"### {DEFAULT_MODEL}\n") and "4.11M parameters" in card and "28x28 grayscale" in card
     assert "| test | 94.03 | 99.92 |" in card and "Ankle boot" in card
-    assert demo_engine.model_choices(DEFAULT_MODEL) == list_models(pretrained=True) == [DEFAULT_MODEL]
-    assert demo_engine.model_choices(str(tmp_path)) == [str(tmp_path), DEFAULT_MODEL]
+    with_weights = list_models(pretrained=True)
+    assert DEFAULT_MODEL in with_weights and "plain26-fm" in with_weights and "resnet50-c10" not in with_weights
+    assert demo_engine.model_choices(DEFAULT_MODEL) == with_weights
+    assert demo_engine.model_choices(str(tmp_path)) == [str(tmp_path), *with_weights]
 
 
 def test_space_app_runs_the_demo_of_the_published_repo(tmp_path, monkeypatch) -> None:
