@@ -21,6 +21,7 @@ _LAZY = {
     "create_model": "cifarzoo.model",
     "ZooModel": "cifarzoo.model",
     "evaluate": "cifarzoo.api",
+    "evaluate_corruptions": "cifarzoo.api",
     "calibrate": "cifarzoo.api",
     "list_models": "cifarzoo.registry",
     "get_entry": "cifarzoo.registry",

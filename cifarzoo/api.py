@@ -10,7 +10,7 @@ import os
 import warnings
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from cifarzoo.config import ModelConfig
 from cifarzoo.data.datasets import load_dataset, train_val_split
@@ -19,6 +19,13 @@ from cifarzoo.data.testsets import TestSet, open_testset
 from cifarzoo.data.tta import check_tta
 from cifarzoo.engines.calibrate import CalibrationResult
 from cifarzoo.engines.evaluate import EvalReport, evaluate_testset
+from cifarzoo.engines.robustness import (
+    RobustnessReport,
+    check_seed,
+    evaluate_robustness,
+    resolve_corruptions,
+    resolve_severities,
+)
 from cifarzoo.errors import CheckpointError, CifarzooError
 from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, TORCHSCRIPT_NAME
 from cifarzoo.io.resolve import ModelSource, resolve
@@ -267,6 +274,48 @@ def calibrate(
     return CalibrationResult(folder, calibration, report)
 
 
+def evaluate_corruptions(
+    model: Predictor | str | os.PathLike,
+    dataset: str | None = None,
+    *,
+    corruptions: str | Sequence[str] = "all",
+    severities: str | int | Sequence[int] = "1-5",
+    seed: int = 0,
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    batch_size: int = 256,
+    tta: str = "none",
+    custom_dir: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
+    array: str | os.PathLike | None = None,
+    ignore_unknown: bool = False,
+    strict: bool = False,
+    progress: bool = False,
+    workers: int | None = None,
+) -> RobustnessReport:
+    """Top-1 of ``model`` on one labelled test set (given as for :func:`evaluate`), clean and under the CIFAR-10-C
+    corruptions: ``corruptions`` is ``"all"``, ``"gaussian_noise,fog"`` or a list of names, ``severities``
+    ``"1-5"``, ``3``, ``"1,3"`` or a list of levels. They are applied after the resize to the model's input size
+    and before normalisation, deterministically for a ``seed``, whatever the ``batch_size``. Returns a
+    :class:`~cifarzoo.engines.robustness.RobustnessReport` (per cell top-1, clean top-1, mCA, relative robustness).
+    On CIFAR-10's test split this measures the model on CIFAR-10-C.
+    """
+    names, levels, seed = resolve_corruptions(corruptions), resolve_severities(severities), check_seed(seed)
+    check_tta(tta)
+    check_one_testset(dataset=dataset, custom_dir=custom_dir, labels=labels, array=array)
+    if not isinstance(model, Predictor):
+        model = load(model)
+    if dataset is not None:
+        testset = _dataset_testset(model, dataset, split, data_dir, download)
+    else:
+        testset = open_testset(model.classes, ignore_unknown, custom_dir=custom_dir, labels=labels, array=array)
+    return evaluate_robustness(
+        model.logits, model.config.preprocess, testset, corruptions=names, severities=levels, seed=seed,
+        batch_size=batch_size, tta=tta, strict=strict, progress=progress, workers=workers,
+    )
+
+
 def _dataset_testset(
     model: Predictor, dataset: str, split: str, data_dir: str | os.PathLike | None, download: bool
 ) -> TestSet:
@@ -285,4 +334,14 @@ def _dataset_testset(
     return TestSet.from_arrays(data.images, data.labels, data.classes, name=f"{spec.name}:{split}")
 
 
-__all__ = ["BACKENDS", "Backend", "CalibrationResult", "calibrate", "check_one_testset", "evaluate", "load"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "CalibrationResult",
+    "RobustnessReport",
+    "calibrate",
+    "check_one_testset",
+    "evaluate",
+    "evaluate_corruptions",
+    "load",
+]

@@ -33,6 +33,9 @@ REPORT_CONFUSION_NAME = "confusion.png"
 REPORT_RELIABILITY_NAME = "reliability.png"
 REPORT_MISCLASSIFIED_NAME = "misclassified.png"
 REPORT_HTML_NAME = "index.html"  # the whole report as one offline page
+# With --corruptions: the corruption x severity grid (`cifarzoo eval --corruptions ... --report DIR`).
+REPORT_ROBUSTNESS_JSON_NAME = "corruptions.json"
+REPORT_ROBUSTNESS_NAME = "corruptions.png"
 
 # Export formats and ONNX precisions: `cifarzoo export --format/--dtype` and the exporters take them from here.
 ExportFormat = Literal["onnx", "torchscript"]
