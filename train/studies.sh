@@ -54,3 +54,19 @@ done
 cifarzoo compare "$DOCS"/runs/resnet26-fm-scratch-5k "$DOCS"/runs/resnet26-fm-5k-{sgd-l2,adam-wd,adamw,plateau} \
   --out "$DOCS/optimisers-resnet26-fm-5k.png" --table --target 80 \
   --title "Fashion-MNIST, 5k training images, ResNet-26, 15 epochs: optimiser variants" >"$DOCS/optimiser-table.md"
+
+# 5. Depth on the full data (hours per run on 2 cores; set DEPTH=1 to include it): the six -fm entries, 55k/5k,
+#    25 epochs, one recipe and seed, grad norms logged. Evidence goes to docs/runs/<name>/ like the releases'.
+if [ "${DEPTH:-0}" = 1 ]; then
+  for net in resnet26-fm plain26-fm resnet34-fm plain34-fm resnet50-fm plain50-fm; do
+    OUT="$OUT/full" DOCS=docs train "$net" "$net" --epochs 25 --set train.log_grad_norms=true
+    cp "$OUT/full/$net/curves.png" "docs/runs/$net/" 2>/dev/null || true
+  done
+  runs=()
+  for net in resnet26-fm plain26-fm resnet34-fm plain34-fm resnet50-fm plain50-fm; do
+    [ -f "docs/runs/$net/metrics.jsonl" ] && runs+=("docs/runs/$net")
+  done
+  cifarzoo compare "${runs[@]}" --out "$DOCS/depth-fm.png" --table --target 93 \
+    --title "Fashion-MNIST, 55k training images, 25 epochs, same recipe and seed: ResNet vs plain by depth" \
+    >"$DOCS/depth-table.md"
+fi
