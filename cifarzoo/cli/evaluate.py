@@ -65,6 +65,16 @@ def eval_command(
     tta: Tta = typer.Option(
         Tta("none"), "--tta", help="Test-time augmentation: none, flip, or flip-translate (+-2 px)."
     ),
+    corruptions: Optional[str] = typer.Option(
+        None, "--corruptions",
+        help="'all' or a comma-separated list of CIFAR-10-C corruptions (gaussian_noise, fog, ...), applied after the "
+             "resize to the model's input size: report top-1 per corruption x severity, the mean corruption accuracy "
+             "(mCA) and mCA / clean top-1. On --dataset cifar10 --split test this is CIFAR-10-C.",
+    ),
+    severity: Optional[str] = typer.Option(
+        None, "--severity", help="With --corruptions: a level 1-5, a range such as 1-5 (the default) or a list 1,3."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="With --corruptions: the seed of their random draws."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     workers: Optional[int] = typer.Option(
         None, "--workers", min=1,
@@ -96,6 +106,14 @@ def eval_command(
     Images of another size than the model's input are resized by its resize policy (see `cifarzoo info`):
     real photos shrunk to 32x32 lose most of their detail and score lower than the test set suggests.
     """
+    if corruptions is not None or severity is not None:
+        _eval_corruptions(
+            corruptions, severity, seed, model=model, dataset=dataset, split=split, data_dir=data_dir,
+            download=download, custom_dir=custom_dir, labels=labels, array=array, ignore_unknown=ignore_unknown,
+            out=out, report_dir=report_dir, strict=strict, tta=tta.value, batch_size=batch_size, workers=workers,
+            trust_code=trust_code, device=device, backend=backend, as_json=as_json, verbose=verbose,
+        )
+        return
     from cifarzoo.api import check_one_testset, evaluate, load
     from cifarzoo.engines.report import predictions_csv_text, write_predictions_csv, write_report
 
@@ -148,21 +166,71 @@ def eval_command(
     _list_problems(report.skipped, report.ignored)
 
 
+def _eval_corruptions(
+    corruptions: str | None, severity: str | None, seed: int, *, model: str, out: str | None,
+    report_dir: str | None, backend: Backend, device: str, trust_code: bool, as_json: bool, verbose: bool,
+    **evaluation: Any,
+) -> None:
+    """``eval --corruptions``: the corruption x severity grid of top-1 (text, ``--json`` or ``--report``)."""
+    from cifarzoo.api import check_one_testset, evaluate_corruptions, load
+    from cifarzoo.engines.robustness import resolve_corruptions, resolve_severities, write_robustness_report
+
+    if corruptions is None:
+        raise CifarzooError("--severity needs --corruptions (all, or a comma-separated list of names)")
+    if out is not None:
+        raise CifarzooError("--out writes clean predictions; run eval without --corruptions for them")
+    # Every mistake is reported before the model loads (which may mean a download).
+    names, levels = resolve_corruptions(corruptions), resolve_severities("1-5" if severity is None else severity)
+    sources = {key: evaluation[key] for key in ("dataset", "custom_dir", "labels", "array")}
+    check_one_testset(**sources)
+    refuse_overwriting_inputs(out=None, report_dir=report_dir, custom_dir=sources["custom_dir"],
+                              labels=sources["labels"], array=sources["array"], robustness=True)
+    predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
+    if verbose and predictor.source is not None:
+        echo(f"model: {predictor.source.describe()}; backend: {predictor.describe_backend()}", err=True)
+    report = evaluate_corruptions(
+        predictor, corruptions=names, severities=levels, seed=seed, progress=sys.stderr.isatty(), **evaluation
+    )
+    if report_dir:
+        write_robustness_report(report, report_dir)
+    if as_json:
+        source = predictor.source.to_dict() if predictor.source is not None else None
+        write_json({**report.to_dict(), "model": source, "backend": predictor.backend})
+    else:
+        skipped = f"{len(report.skipped)} file{'s' if len(report.skipped) != 1 else ''} skipped"
+        echo(f"{report.name}: n={report.n}  clean top-1 {report.clean_top1:.2f}%  "
+             f"mCA {report.mean_corruption_accuracy:.2f}%  relative robustness {report.relative_robustness:.3f}  "
+             f"seed {report.seed}  tta {report.tta}  backend {predictor.backend}  ({skipped})")
+        headers = ["corruption", *[f"sev {s}" for s in report.severities], "mean"]
+        rows = [[name, *[f"{report.top1[name][s]:.2f}" for s in report.severities],
+                 f"{report.corruption_mean(name):.2f}"] for name in report.corruptions]
+        rows.append(["mean", *[f"{report.severity_mean(s):.2f}" for s in report.severities],
+                     f"{report.mean_corruption_accuracy:.2f}"])
+        typer.echo(format_table(headers, rows, right=tuple(range(1, len(headers)))))
+    if report_dir:
+        echo(f"wrote {report_dir}", err=True)
+    _list_problems(report.skipped, report.ignored)
+
+
 def refuse_overwriting_inputs(
-    *, out: str | None, report_dir: str | None, custom_dir: str | None, labels: str | None, array: str | None
+    *, out: str | None, report_dir: str | None, custom_dir: str | None, labels: str | None, array: str | None,
+    robustness: bool = False,
 ) -> None:
     """Refuse (one line) an ``--out`` or ``--report`` that would replace or pollute the test set: ``--out`` or a
     report file that is the ``--labels`` CSV, the ``--array`` file or its labels file (compared as files, so
-    links count), or either one inside the ``--custom-dir`` folder (where it would become part of the set)."""
+    links count), or either one inside the ``--custom-dir`` folder (where it would become part of the set).
+    ``robustness``: the report folder is ``--corruptions``' one."""
     from cifarzoo.data.testsets import label_sibling
     from cifarzoo.engines.report import report_file_names
+    from cifarzoo.engines.robustness import robustness_file_names
 
     inputs: dict[str, str | None] = {
         "--labels": labels, "--array": array, "the --array labels": label_sibling(array) if array else None
     }
     targets = [("--out", out)] if out else []
     if report_dir:
-        targets += [("--report", os.path.join(report_dir, name)) for name in report_file_names()]
+        names = robustness_file_names() if robustness else report_file_names()
+        targets += [("--report", os.path.join(report_dir, name)) for name in names]
     for flag, target in targets:
         for what, source in inputs.items():
             if source and _same_file(target, source):
