@@ -85,9 +85,10 @@ class RecipeRef:
 
 
 def metric_decimals(metric: str) -> int:
-    """Decimals a metric is reported with: 4 for calibration error and losses (fractions and nats), 2 for the
-    percentages (top-1, top-5, ...). Two decimals of a percentage are exact on a 10,000-image test set."""
-    return 4 if metric.endswith(("ece", "loss")) else 2
+    """Decimals a metric is reported with: 4 for calibration error, losses and the relative robustness (fractions
+    and nats), 2 for the percentages (top-1, top-5, mCA, ...). Two decimals of a percentage are exact on a
+    10,000-image test set."""
+    return 4 if metric.endswith(("ece", "loss", "mca_relative")) else 2
 
 
 def round_metric(metric: str, value: float) -> float:

@@ -411,6 +411,21 @@ def test_metric_keys_group_by_evaluation_set() -> None:
     assert groups["test"] == {"n": 10, "top1": 91.0}
 
 
+def test_calibration_and_robustness_metrics_stay_in_the_test_row() -> None:
+    # test_uncalibrated_ece is the test set's ECE before temperature scaling, not a set called "test_uncalibrated"
+    assert split_metric_key("test_uncalibrated_ece") == ("test", "uncalibrated_ece")
+    assert split_metric_key("test_mca_relative") == ("test", "mca_relative")
+    config = cifarzoo.create_model("resnet26", classes=["ant", "bee"]).config.replace(
+        metrics={"test_top1": 94.03, "test_ece": 0.0174, "test_uncalibrated_ece": 0.0753, "test_mca": 71.2345,
+                 "test_mca_relative": 0.757534},
+    )
+    card = render_model_card(config, "someone/insects", 4_100_000, 0.386, {"model.safetensors": "weights"})
+    header = next(line for line in card.splitlines() if line.startswith("| evaluation set"))
+    assert "mCA % (15 corruptions x 5 severities)" in header and "mCA / clean top-1" in header
+    assert "| test | 94.03 | 0.0174 | 0.0753 | 71.23 | 0.7575 |" in card
+    assert "test_uncalibrated" not in card
+
+
 def test_card_for_a_custom_dataset_with_unmeasured_metrics() -> None:
     config = cifarzoo.create_model("resnet26", classes=["ant", "bee"]).config.replace(
         dataset="insects",

@@ -10,7 +10,14 @@ ONNX export (parity-checked against torch, so ``cifarzoo predict`` takes the tor
 a config.json with the temperature fitted on the validation split (temperature scaling, on the fp16 weights
 as shipped) and the metrics re-measured on the bundled files with ``cifarzoo.evaluate`` through the same
 default backend as the CLI -- so ``cifarzoo eval --dataset fashion-mnist --split test --model <name>``
-reproduces them exactly. The torch backend is measured too and must agree.
+reproduces them exactly. The torch backend is measured too and must agree. The mean corruption accuracy
+(``test_mca``: the 15 CIFAR-10-C corruptions x 5 severities, seed 0, ``cifarzoo.evaluate_corruptions``) and
+``test_mca_relative`` (mCA / clean top-1) are measured the same way, and the whole grid is written to
+``docs/robustness/<name>/`` (``corruptions.json`` and the heatmap), which
+``cifarzoo eval --model <name> --dataset fashion-mnist --split test --corruptions all --json`` reproduces.
+
+A released folder is a valid run folder too (its config keeps the recipe and epochs), so a release can be
+re-measured from its own weights: copy ``cifarzoo/weights/<name>`` out and pass the copy.
 
 The release -- sha256 pins of every bundled file, the metrics by split, license, recipe, epochs -- is then
 written into the generated ``cifarzoo/_releases.py`` (:func:`cifarzoo.releases.write_releases_module`), which
@@ -23,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -31,6 +39,7 @@ import cifarzoo
 from cifarzoo._releases import RELEASES
 from cifarzoo.atomic import atomic_write_text
 from cifarzoo.engines.export import export
+from cifarzoo.engines.robustness import write_robustness_report
 from cifarzoo.io.integrity import file_sha256
 from cifarzoo.io.layout import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 from cifarzoo.releases import (
@@ -44,6 +53,8 @@ from cifarzoo.training.recipe import recipe_differences
 
 PACKAGE_WEIGHTS = Path(cifarzoo.__file__).parent / "weights"
 SIZE_LIMIT = 64_000_000  # bytes: every bundled model together (the package's wheel stays small)
+ROBUSTNESS_DOCS = Path(__file__).resolve().parents[1] / "docs" / "robustness"
+CORRUPTION_SEED = 0
 
 
 def check_recipe(recipe: RecipeRef, recorded: object) -> None:
@@ -67,9 +78,13 @@ def main() -> None:
     parser.add_argument("--license", default=DEFAULT_LICENSE, help="The weights' license, an SPDX id.")
     parser.add_argument("--no-onnx", action="store_true",
                         help="Bundle the weights and config only; --backend onnx/auto exports into the user's cache.")
+    parser.add_argument("--robustness-dir", type=Path, default=ROBUSTNESS_DOCS,
+                        help="Where the corruption grid goes, as <dir>/<name>/corruptions.{json,png}.")
     args = parser.parse_args()
 
-    trained = cifarzoo.load(args.run_dir, device="cpu")
+    trained = cifarzoo.load(args.run_dir, device="cpu", backend="torch")
+    if args.run_dir.resolve() == (PACKAGE_WEIGHTS / trained.config.name).resolve():
+        raise SystemExit(f"{args.run_dir} is the folder this script rewrites; pass a copy of it")
     name, dataset = trained.config.name, trained.config.dataset
     recipe = RecipeRef(name=name, variant=args.variant, overrides=tuple(args.overrides))
     check_recipe(recipe, trained.config.recipe)  # before the slow part: a wrong claim fails at once
@@ -92,6 +107,14 @@ def main() -> None:
         raise SystemExit(f"backends disagree on the test set: onnx {test.top1} vs torch {test_torch.top1}")
     test_flip = cifarzoo.evaluate(default, dataset, split="test", tta="flip")
     val = cifarzoo.evaluate(default, dataset, split="val")
+    started = time.perf_counter()
+    robustness = cifarzoo.evaluate_corruptions(default, dataset, split="test", corruptions="all",
+                                               severities="1-5", seed=CORRUPTION_SEED)
+    if round(robustness.clean_top1, 2) != round(test.top1, 2):  # one decode path, one network: must agree
+        raise SystemExit(f"the corruption run's clean top-1 {robustness.clean_top1} is not eval's {test.top1}")
+    print(f"corruptions: mCA {robustness.mean_corruption_accuracy:.2f}% "
+          f"({robustness.relative_robustness:.4f} of clean) in {time.perf_counter() - started:.0f} s")
+    write_robustness_report(robustness, args.robustness_dir / name)
     run_metrics = trained.config.metrics
     # The Release rounds the metrics to their reported precision (top-1 to 2 decimals: exact on 10,000 test
     # images; ECE to 4). Its sha256 pins are filled in once the files are final, below.
@@ -99,7 +122,8 @@ def main() -> None:
         source=WeightsSource(kind="bundled", location=name),
         metrics={
             "test": {"top1": test.top1, "top5": test.top5, "top1_flip_tta": test_flip.top1, "ece": test.ece,
-                     "uncalibrated_ece": (test.uncalibrated or {"ece": test.ece})["ece"]},
+                     "uncalibrated_ece": (test.uncalibrated or {"ece": test.ece})["ece"],
+                     "mca": robustness.mean_corruption_accuracy, "mca_relative": robustness.relative_robustness},
             "val": {"top1": val.top1},
         },
         license=args.license,

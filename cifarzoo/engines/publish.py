@@ -57,7 +57,7 @@ RUN_FILES: tuple[str, ...] = (CURVES_NAME, METRICS_NAME)
 # keys with no set (best_epoch, epochs, ece) are listed on their own.
 
 # Tokens that start the metric part of a key; everything before the first one names the evaluation set.
-METRIC_HEADS = frozenset({"top1", "top5", "loss", "n", "ece", "acc", "accuracy", "f1", "nll"})
+METRIC_HEADS = frozenset({"top1", "top5", "loss", "n", "ece", "uncalibrated", "mca", "acc", "accuracy", "f1", "nll"})
 SET_TITLES: Mapping[str, str] = MappingProxyType({
     "test": "test",
     "val": f"val ({VAL_SIZE:,} images held out from train; chose the best epoch)",
@@ -71,6 +71,9 @@ METRIC_TITLES: Mapping[str, str] = MappingProxyType({
     "loss": "loss",
     "n": "images",
     "ece": "ECE",
+    "uncalibrated_ece": "ECE uncalibrated",
+    "mca": "mCA % (15 corruptions x 5 severities)",
+    "mca_relative": "mCA / clean top-1",
     "best_epoch": "best epoch (on val)",
     "epochs": "epochs",
 })
@@ -109,9 +112,9 @@ def format_metric(metric: str, value: Any) -> str:
         return "-" if value is None else str(value)
     if not math.isfinite(value):
         return "-"
-    if metric.startswith(("top1", "top5")):
+    if metric.startswith(("top1", "top5")) or metric == "mca":
         return f"{value:.2f}"
-    if float(value).is_integer() and metric not in ("loss", "ece"):
+    if float(value).is_integer() and metric not in ("loss", "ece", "uncalibrated_ece", "mca_relative"):
         return f"{int(value):,}"  # image counts, epochs
     return f"{value:.4f}"
 
