@@ -14,8 +14,8 @@ RELEASES = {
             location="plain26-fm",
             revision=None,
             sha256={
-                "model.safetensors": "9ab0ea2d066bf01ef7514242480f71587c68a0196ef4bd31bef1d6ebce5c47c8",
-                "config.json": "9e588d759e970d0b0a0a7f79a928fdc5f11b967662c038e7e84dcb82fe0fd28c",
+                "model.safetensors": "1610df162fce53b15aa9951258c1ae0c0f6d37f8b8841d9cdf696b8d687e29b1",
+                "config.json": "6314292484ff74fc9ffe6ae36ac743b4c99f2539361a3cb4f9e1d656fab41241",
             },
         ),
         metrics={
@@ -25,6 +25,8 @@ RELEASES = {
                 "top1_flip_tta": 94.78,
                 "ece": 0.0141,
                 "uncalibrated_ece": 0.0824,
+                "mca": 68.79,
+                "mca_relative": 0.7275,
             },
             "val": {
                 "top1": 94.42,
@@ -47,9 +49,9 @@ RELEASES = {
             location="resnet26-fm",
             revision=None,
             sha256={
-                "model.safetensors": "d10ce9b1e3c5648c82c215868362cab75e9df2108c9b3acaf6a091c49e950fcd",
-                "model.onnx": "c1579db51d90c79d27615d37ed7640c8c29d9f3eb8305de6365c8b4108939eb5",
-                "config.json": "2b803b50d3ffabfa547c4876ea8f50bedc4feb31ef5395b0bfee5dc31681eaca",
+                "model.safetensors": "7a6ba732de9d41e31839de3c30ff9a97a431bbbef81d497e621b6c0c8dfcac16",
+                "model.onnx": "7773f23bcd2307984ef78c8f069aa94d38baafac0148a6c2395a96ef587d64be",
+                "config.json": "072079680f3b3ce78b45cc2c0bddf670712598ade12d73b2116bb48996015e02",
             },
         ),
         metrics={
@@ -59,6 +61,8 @@ RELEASES = {
                 "top1_flip_tta": 94.27,
                 "ece": 0.0174,
                 "uncalibrated_ece": 0.0753,
+                "mca": 69.25,
+                "mca_relative": 0.7364,
             },
             "val": {
                 "top1": 94.64,
