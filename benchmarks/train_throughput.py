@@ -1,6 +1,6 @@
 """Training throughput on this machine: cifarzoo's engine vs the loop typical CIFAR repositories write.
 
-    python benchmarks/train_throughput.py [--arch resnet50] [--steps 20] [--run runs/resnet26-fm]
+    python benchmarks/train_throughput.py [--arch resnet50] [--steps 20] [--run runs/resnet26-fm] [--profile]
 
 - ours: the real Trainer (data as one uint8 tensor on the device, batched crop/flip/cutout, bf16 autocast,
   channels_last), timed over whole epochs of ``--steps`` steps.
@@ -10,7 +10,8 @@ Both train the same arch with SGD Nesterov at batch 128 on 32x32x3 inputs. Achie
 training step as 3x the forward FLOPs. With ``--run``, it also reports time-to-93% validation accuracy on
 Fashion-MNIST from a finished run's metrics.jsonl (ours, measured) and the reference loop's time for the same
 number of epochs at its measured Fashion-MNIST throughput (an estimate: it assumes the reference recipe needs
-as many epochs).
+as many epochs). With ``--profile``, one epoch of each loop also runs under ``torch.profiler`` and the top-10
+operators by self CPU time are printed: the reference loop (before) and ours (after).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,8 @@ def _random_split(spec: DatasetSpec, n: int, seed: int = 0) -> tuple[np.ndarray,
     return images, rng.integers(0, spec.num_classes, n)
 
 
-def ours_img_per_s(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2) -> float:
+def ours_trainer(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2) -> Trainer:
+    """The real Trainer on ``steps`` batches of random images, its kernels warmed up by one epoch."""
     images, labels = _random_split(spec, steps * BATCH)
     to_t = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())  # noqa: E731
     data = TrainData(to_t(images), torch.from_numpy(labels), to_t(images[:BATCH]), torch.from_numpy(labels[:BATCH]),
@@ -52,11 +55,17 @@ def ours_img_per_s(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2) ->
                                                           "schedule.warmup_epochs=0"])
     trainer = Trainer(recipe, Path("/nonexistent"), data, DistContext(), progress=False)
     trainer.train_epoch(1)  # warm-up: oneDNN picks and caches its kernels
+    return trainer
+
+
+def ours_img_per_s(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2) -> float:
+    trainer = ours_trainer(arch, spec, steps, epochs)
     rates = [trainer.train_epoch(e)["img_per_s"] for e in range(2, epochs + 2)]
     return float(np.median(rates))
 
 
-def reference_img_per_s(arch: str, spec: DatasetSpec, steps: int) -> float:
+def reference_epoch(arch: str, spec: DatasetSpec, steps: int) -> Callable[[], float]:
+    """One epoch of the reference loop as a function returning its img/s, after a warm-up epoch."""
     from PIL import Image
     from torchvision import transforms
 
@@ -92,7 +101,23 @@ def reference_img_per_s(arch: str, spec: DatasetSpec, steps: int) -> float:
         return seen / (time.perf_counter() - start)
 
     epoch()  # warm-up, worker start
+    return epoch
+
+
+def reference_img_per_s(arch: str, spec: DatasetSpec, steps: int) -> float:
+    epoch = reference_epoch(arch, spec, steps)
     return float(np.median([epoch() for _ in range(2)]))
+
+
+def profile_table(run_epoch: Callable[[], object], rows: int = 10) -> str:
+    """The top ``rows`` operators of one epoch by self CPU time (``torch.profiler``, CPU activity only: the
+    reference loop's DataLoader workers are other processes, so its wait for them shows as the iterator's
+    ``__next__``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run_epoch()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)
 
 
 def time_to(run_dir: Path, target: float) -> tuple[int, float] | None:
@@ -112,6 +137,8 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--steps", type=int, default=20, help="steps of batch 128 per timed epoch")
     parser.add_argument("--run", type=Path, help="a finished Fashion-MNIST run directory, for time-to-93%%")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one epoch of each loop (--arch, CIFAR-shaped) and print the top-10 ops")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
@@ -133,6 +160,13 @@ def main() -> None:
     print_table(
         ["model / data", "ours img/s", "reference img/s", "speed-up", "ours GFLOP/s", "reference GFLOP/s"], rows
     )
+
+    if args.profile:
+        print(f"\nprofile, before: the reference loop, one epoch of {args.steps} steps ({args.arch}, CIFAR-10 shape)")
+        print(profile_table(reference_epoch(args.arch, CIFAR10, args.steps)))
+        trainer = ours_trainer(args.arch, CIFAR10, args.steps)
+        print(f"profile, after: ours, one epoch of {args.steps} steps ({args.arch}, CIFAR-10 shape)")
+        print(profile_table(lambda: trainer.train_epoch(2)))
 
     if args.run:
         reached = time_to(args.run, 93.0)
