@@ -315,6 +315,46 @@ def _decoded_batches(
         start += len(chunk)
 
 
+def readable_batches(
+    testset: TestSet,
+    cfg: PreprocessConfig,
+    skipped: list[dict[str, str]],
+    *,
+    batch_size: int,
+    workers: int | None,
+    strict: bool,
+    progress: bool,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The one decode loop of every evaluation: ``(indices, uint8 NHWC images)`` per batch of the set's readable
+    files, decoded and resized to the model's input. Unreadable files (the set's own listing first) are appended to
+    ``skipped`` as ``{"path", "reason"}``, or with ``strict`` the first is a one-line error; ``progress`` shows a
+    bar on stderr."""
+    if strict and testset.skipped:
+        raise _strict_error(testset.skipped[0]["path"], testset.skipped[0]["reason"])
+    skipped.extend(testset.skipped)
+    bar = _progress_bar(len(testset), progress)
+    try:
+        for indices, images, errors in _decoded_batches(testset, cfg, batch_size, workers):
+            if errors and strict:
+                raise _strict_error(errors[0].path, errors[0].reason)
+            skipped.extend({"path": e.path, "reason": e.reason} for e in errors)
+            if len(indices):
+                yield indices, images
+            if bar is not None:
+                bar.update(len(indices) + len(errors))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def nothing_read_error(testset: TestSet, skipped: list[dict[str, str]]) -> CifarzooError:
+    """The one-line error for a non-empty set none of whose files could be read."""
+    first = skipped[0] if skipped else {"path": testset.name, "reason": "nothing to read"}
+    return CifarzooError(
+        f"{testset.name}: none of its {len(testset)} images could be read (first: {first['path']}: {first['reason']})"
+    )
+
+
 def _strict_error(path: str, reason: str) -> CifarzooError:
     return CifarzooError(f"{path}: {reason} (strict mode: an unreadable file is an error)")
 
@@ -342,36 +382,19 @@ def evaluate_testset(
     are ``softmax(logits / temperature)``.
     """
     check_tta(tta)
-    if strict and testset.skipped:
-        raise _strict_error(testset.skipped[0]["path"], testset.skipped[0]["reason"])
-    skipped = list(testset.skipped)
+    skipped: list[dict[str, str]] = []
     keeper = _MistakeKeeper(max_examples if testset.labeled else 0, temperature)
     logits_parts: list[np.ndarray] = []
     index_parts: list[np.ndarray] = []
-    bar = _progress_bar(len(testset), progress)
-    try:
-        for indices, images, errors in _decoded_batches(testset, cfg, batch_size, workers):
-            if errors and strict:
-                raise _strict_error(errors[0].path, errors[0].reason)
-            skipped.extend({"path": e.path, "reason": e.reason} for e in errors)
-            if len(indices):
-                logits = tta_logits(logits_fn, normalize(images, cfg), tta)
-                logits_parts.append(logits)
-                index_parts.append(indices)
-                if testset.labels is not None:
-                    keeper.add([testset.ids[i] for i in indices], images, logits, testset.labels[indices])
-            if bar is not None:
-                bar.update(len(indices) + len(errors))
-    finally:
-        if bar is not None:
-            bar.close()
-
+    for indices, images in readable_batches(testset, cfg, skipped, batch_size=batch_size, workers=workers,
+                                            strict=strict, progress=progress):
+        logits = tta_logits(logits_fn, normalize(images, cfg), tta)
+        logits_parts.append(logits)
+        index_parts.append(indices)
+        if testset.labels is not None:
+            keeper.add([testset.ids[i] for i in indices], images, logits, testset.labels[indices])
     if len(testset) and not index_parts:
-        first = skipped[0] if skipped else {"path": testset.name, "reason": "nothing to read"}
-        raise CifarzooError(
-            f"{testset.name}: none of its {len(testset)} images could be read "
-            f"(first: {first['path']}: {first['reason']})"
-        )
+        raise nothing_read_error(testset, skipped)
     num_classes = len(testset.classes)
     logits = np.concatenate(logits_parts) if logits_parts else np.zeros((0, num_classes), np.float32)
     order = np.concatenate(index_parts) if index_parts else np.zeros(0, np.int64)

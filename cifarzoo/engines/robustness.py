@@ -32,7 +32,7 @@ from cifarzoo.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt_batch, pa
 from cifarzoo.data.preprocess import normalize
 from cifarzoo.data.testsets import TestSet
 from cifarzoo.data.tta import LogitsFn, check_tta, tta_logits
-from cifarzoo.engines.evaluate import _decoded_batches, _finite_tree, _progress_bar, _strict_error
+from cifarzoo.engines.evaluate import _finite_tree, nothing_read_error, readable_batches
 from cifarzoo.engines.figures import new_figure, save_figure
 from cifarzoo.errors import CifarzooError, ConfigError
 from cifarzoo.io.layout import REPORT_ROBUSTNESS_JSON_NAME, REPORT_ROBUSTNESS_NAME
@@ -169,37 +169,21 @@ def evaluate_robustness(
     check_tta(tta)
     if not testset.labeled or testset.labels is None:
         raise CifarzooError(f"{testset.name}: corruption robustness needs labelled images; this set has no labels")
-    if strict and testset.skipped:
-        raise _strict_error(testset.skipped[0]["path"], testset.skipped[0]["reason"])
-    skipped = list(testset.skipped)
+    skipped: list[dict[str, str]] = []
     clean_correct = 0
     correct = np.zeros((len(names), len(levels)), dtype=np.int64)
     n = 0
-    bar = _progress_bar(len(testset), progress)
-    try:
-        for indices, images, errors in _decoded_batches(testset, cfg, batch_size, workers):
-            if errors and strict:
-                raise _strict_error(errors[0].path, errors[0].reason)
-            skipped.extend({"path": e.path, "reason": e.reason} for e in errors)
-            if len(indices):
-                labels = testset.labels[indices]
-                clean_correct += _correct(logits_fn, images, labels, cfg, tta)
-                for i, name in enumerate(names):
-                    for j, level in enumerate(levels):
-                        corrupted = corrupt_indexed(images, indices, name, level, seed=seed)
-                        correct[i, j] += _correct(logits_fn, corrupted, labels, cfg, tta)
-                n += len(indices)
-            if bar is not None:
-                bar.update(len(indices) + len(errors))
-    finally:
-        if bar is not None:
-            bar.close()
+    for indices, images in readable_batches(testset, cfg, skipped, batch_size=batch_size, workers=workers,
+                                            strict=strict, progress=progress):
+        labels = testset.labels[indices]
+        clean_correct += _correct(logits_fn, images, labels, cfg, tta)
+        for i, name in enumerate(names):
+            for j, level in enumerate(levels):
+                corrupted = corrupt_indexed(images, indices, name, level, seed=seed)
+                correct[i, j] += _correct(logits_fn, corrupted, labels, cfg, tta)
+        n += len(indices)
     if len(testset) and n == 0:
-        first = skipped[0] if skipped else {"path": testset.name, "reason": "nothing to read"}
-        raise CifarzooError(
-            f"{testset.name}: none of its {len(testset)} images could be read (first: {first['path']}: "
-            f"{first['reason']})"
-        )
+        raise nothing_read_error(testset, skipped)
     scale = 100.0 / max(n, 1)
     return RobustnessReport(
         name=testset.name,
