@@ -121,3 +121,29 @@ def test_int8_on_the_trained_model_keeps_top1_on_images_calibration_never_saw(tm
     int8 = cifarzoo.evaluate(OnnxModel.from_file(result.path, device="cpu"), "fashion-mnist")
     assert fp32.n == int8.n == 10_000 and round(fp32.top1, 2) == ZOO[DEFAULT_MODEL].metrics["test_top1"]
     assert abs(int8.top1 - fp32.top1) <= 0.5  # points: the bar docs/benchmarks.md holds int8 to
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_every_release_records_its_calibration_and_robustness_and_info_shows_them(name: str) -> None:
+    """The release script measured ECE and the corruption grid; docs/robustness/<name>/ holds that grid, and its
+    clean top-1 and mean are the release's test_top1 and test_mca."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from cifarzoo.cli import app
+
+    metrics = ZOO[name].metrics
+    for key in ("test_ece", "test_uncalibrated_ece", "test_mca", "test_mca_relative"):
+        assert key in metrics, key
+    assert metrics["test_ece"] < metrics["test_uncalibrated_ece"]
+    assert 0 < metrics["test_mca"] < metrics["test_top1"]
+    grid_file = Path(__file__).resolve().parents[1] / "docs" / "robustness" / name / "corruptions.json"
+    grid = json.loads(grid_file.read_text())["corruptions"]
+    cells = [value for row in grid["top1"].values() for value in row.values()]
+    assert len(grid["names"]) == 15 and grid["severities"] == [1, 2, 3, 4, 5] and len(cells) == 75
+    assert round_metric("test_mca", sum(cells) / len(cells)) == metrics["test_mca"]
+    assert round_metric("test_top1", grid["clean_top1"]) == metrics["test_top1"]
+    shown = CliRunner().invoke(app, ["info", name])
+    assert shown.exit_code == 0, shown.output
+    assert f"test_mca={metrics['test_mca']}" in shown.output and f"test_ece={metrics['test_ece']}" in shown.output
