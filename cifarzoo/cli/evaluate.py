@@ -6,7 +6,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import typer
 
@@ -173,7 +173,12 @@ def _eval_corruptions(
 ) -> None:
     """``eval --corruptions``: the corruption x severity grid of top-1 (text, ``--json`` or ``--report``)."""
     from cifarzoo.api import check_one_testset, evaluate_corruptions, load
-    from cifarzoo.engines.robustness import resolve_corruptions, resolve_severities, write_robustness_report
+    from cifarzoo.engines.robustness import (
+        resolve_corruptions,
+        resolve_severities,
+        robustness_file_names,
+        write_robustness_report,
+    )
 
     if corruptions is None:
         raise CifarzooError("--severity needs --corruptions (all, or a comma-separated list of names)")
@@ -184,7 +189,7 @@ def _eval_corruptions(
     sources = {key: evaluation[key] for key in ("dataset", "custom_dir", "labels", "array")}
     check_one_testset(**sources)
     refuse_overwriting_inputs(out=None, report_dir=report_dir, custom_dir=sources["custom_dir"],
-                              labels=sources["labels"], array=sources["array"], robustness=True)
+                              labels=sources["labels"], array=sources["array"], report_names=robustness_file_names())
     predictor = load(model, device=device, backend=backend.value, trust_code=trust_code)
     if verbose and predictor.source is not None:
         echo(f"model: {predictor.source.describe()}; backend: {predictor.describe_backend()}", err=True)
@@ -214,22 +219,21 @@ def _eval_corruptions(
 
 def refuse_overwriting_inputs(
     *, out: str | None, report_dir: str | None, custom_dir: str | None, labels: str | None, array: str | None,
-    robustness: bool = False,
+    report_names: Sequence[str] | None = None,
 ) -> None:
     """Refuse (one line) an ``--out`` or ``--report`` that would replace or pollute the test set: ``--out`` or a
     report file that is the ``--labels`` CSV, the ``--array`` file or its labels file (compared as files, so
     links count), or either one inside the ``--custom-dir`` folder (where it would become part of the set).
-    ``robustness``: the report folder is ``--corruptions``' one."""
+    ``report_names``: the files ``--report`` writes (default: the eval report's)."""
     from cifarzoo.data.testsets import label_sibling
     from cifarzoo.engines.report import report_file_names
-    from cifarzoo.engines.robustness import robustness_file_names
 
     inputs: dict[str, str | None] = {
         "--labels": labels, "--array": array, "the --array labels": label_sibling(array) if array else None
     }
     targets = [("--out", out)] if out else []
     if report_dir:
-        names = robustness_file_names() if robustness else report_file_names()
+        names = report_file_names() if report_names is None else report_names
         targets += [("--report", os.path.join(report_dir, name)) for name in names]
     for flag, target in targets:
         for what, source in inputs.items():

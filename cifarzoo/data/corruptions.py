@@ -71,6 +71,7 @@ __all__ = [
     "RANDOM_CORRUPTIONS",
     "SEVERITIES",
     "CorruptionName",
+    "check_seed",
     "corrupt_batch",
     "parse_corruptions",
     "parse_severities",
@@ -141,6 +142,13 @@ def parse_corruptions(spec: str) -> tuple[CorruptionName, ...]:
     return tuple(chosen)
 
 
+def check_seed(seed: object) -> int:
+    """``seed`` as an int, or a one-line :class:`ConfigError` unless it is a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"invalid seed {seed!r}: the corruption seed must be a non-negative integer")
+    return int(seed)
+
+
 def parse_severities(spec: str | int) -> tuple[int, ...]:
     """``"1-5"``, ``"3"`` or ``"1,3"`` (items may mix, ``"1-2,5"``) -> sorted severities without repeats.
 
@@ -186,8 +194,7 @@ def corrupt_batch(
         raise ConfigError(f"unknown corruption {name!r}: valid corruptions are {_valid_names()}")
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or int(severity) not in SEVERITIES:
         raise ConfigError(f"invalid severity {severity!r}: valid severities are 1, 2, 3, 4, 5")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"invalid seed {seed!r}: the corruption seed must be a non-negative integer")
+    check_seed(seed)
     if start_index < 0:
         raise ValueError(f"start_index must be >= 0, got {start_index}")
     if (

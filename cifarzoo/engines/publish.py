@@ -44,6 +44,7 @@ from cifarzoo.io.layout import (
 )
 from cifarzoo.models.factory import count_flops, count_params
 from cifarzoo.registry import ZOO
+from cifarzoo.releases import metric_decimals
 
 LICENSE = "apache-2.0"
 TEMPLATE = "MODEL_CARD.md"
@@ -114,7 +115,7 @@ def format_metric(metric: str, value: Any) -> str:
         return "-"
     if metric.startswith(("top1", "top5")) or metric == "mca":
         return f"{value:.2f}"
-    if float(value).is_integer() and metric not in ("loss", "ece", "uncalibrated_ece", "mca_relative"):
+    if float(value).is_integer() and metric_decimals(metric) < 4:  # fractions and losses keep their decimals
         return f"{int(value):,}"  # image counts, epochs
     return f"{value:.4f}"
 

@@ -28,13 +28,20 @@ import numpy as np
 
 from cifarzoo.atomic import atomic_write_text
 from cifarzoo.config import PreprocessConfig
-from cifarzoo.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt_batch, parse_corruptions, parse_severities
+from cifarzoo.data.corruptions import (
+    CORRUPTIONS,
+    SEVERITIES,
+    check_seed,
+    corrupt_batch,
+    parse_corruptions,
+    parse_severities,
+)
 from cifarzoo.data.preprocess import normalize
 from cifarzoo.data.testsets import TestSet
 from cifarzoo.data.tta import LogitsFn, check_tta, tta_logits
 from cifarzoo.engines.evaluate import _finite_tree, nothing_read_error, readable_batches
 from cifarzoo.engines.figures import new_figure, save_figure
-from cifarzoo.errors import CifarzooError, ConfigError
+from cifarzoo.errors import CifarzooError
 from cifarzoo.io.layout import REPORT_ROBUSTNESS_JSON_NAME, REPORT_ROBUSTNESS_NAME
 
 
@@ -113,12 +120,6 @@ def resolve_severities(spec: str | int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(spec, (str, int)):
         return parse_severities(spec)
     return parse_severities(",".join(str(level) for level in spec))
-
-
-def check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"invalid seed {seed!r}: the corruption seed must be a non-negative integer")
-    return int(seed)
 
 
 def _contiguous_runs(indices: np.ndarray) -> list[tuple[int, int]]:
