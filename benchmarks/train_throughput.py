@@ -10,13 +10,15 @@ Both train the same arch with SGD Nesterov at batch 128 on 32x32x3 inputs. Achie
 training step as 3x the forward FLOPs. With ``--run``, it also reports time-to-93% validation accuracy on
 Fashion-MNIST from a finished run's metrics.jsonl (ours, measured) and the reference loop's time for the same
 number of epochs at its measured Fashion-MNIST throughput (an estimate: it assumes the reference recipe needs
-as many epochs). With ``--profile``, one epoch of each loop also runs under ``torch.profiler`` and the top-10
-operators by self CPU time are printed: the reference loop (before) and ours (after).
+as many epochs). With ``--compile``, ours is also timed with ``train.compile=true``. With ``--profile``, one
+epoch of each loop also runs under ``torch.profiler`` and the top-10 operators by self CPU time are printed:
+the reference loop (before) and ours (after).
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -45,21 +47,22 @@ def _random_split(spec: DatasetSpec, n: int, seed: int = 0) -> tuple[np.ndarray,
     return images, rng.integers(0, spec.num_classes, n)
 
 
-def ours_trainer(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2) -> Trainer:
-    """The real Trainer on ``steps`` batches of random images, its kernels warmed up by one epoch."""
+def ours_trainer(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2, compile: bool = False) -> Trainer:
+    """The real Trainer on ``steps`` batches of random images, its kernels warmed up (and with ``compile``, the
+    model compiled) by one epoch."""
     images, labels = _random_split(spec, steps * BATCH)
     to_t = lambda a: torch.from_numpy(a.transpose(0, 3, 1, 2).copy())  # noqa: E731
     data = TrainData(to_t(images), torch.from_numpy(labels), to_t(images[:BATCH]), torch.from_numpy(labels[:BATCH]),
                      None, None, spec.classes, spec.preprocess_config(), spec.tag)
     recipe = load_recipe(f"{arch}-{spec.tag}", overrides=[f"train.batch_size={BATCH}", f"train.epochs={epochs + 1}",
-                                                          "schedule.warmup_epochs=0"])
+                                                          "schedule.warmup_epochs=0", f"train.compile={compile}"])
     trainer = Trainer(recipe, Path("/nonexistent"), data, DistContext(), progress=False)
     trainer.train_epoch(1)  # warm-up: oneDNN picks and caches its kernels
     return trainer
 
 
-def ours_img_per_s(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2) -> float:
-    trainer = ours_trainer(arch, spec, steps, epochs)
+def ours_img_per_s(arch: str, spec: DatasetSpec, steps: int, epochs: int = 2, compile: bool = False) -> float:
+    trainer = ours_trainer(arch, spec, steps, epochs, compile)
     rates = [trainer.train_epoch(e)["img_per_s"] for e in range(2, epochs + 2)]
     return float(np.median(rates))
 
@@ -139,31 +142,49 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a finished Fashion-MNIST run directory, for time-to-93%%")
     parser.add_argument("--profile", action="store_true",
                         help="also profile one epoch of each loop (--arch, CIFAR-shaped) and print the top-10 ops")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours with train.compile=true (the one-time compile is in the warm-up epoch)")
+    parser.add_argument("--profile-reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile_reference:
+        print(profile_table(reference_epoch(args.arch, CIFAR10, args.steps)))
+        return
 
     print(f"machine: {machine()}")
     peak_bf16, peak_fp32 = matmul_peak_gflops(torch.bfloat16), matmul_peak_gflops(torch.float32)
     print(f"measured matmul peak: bf16 {peak_bf16:.0f} GFLOP/s, fp32 {peak_fp32:.0f} GFLOP/s\n")
 
+    specs = (CIFAR10,) + ((FASHION_MNIST,) if args.run else ())
+    archs = {spec: args.arch if spec is CIFAR10 else "resnet26" for spec in specs}
+    # Every reference first: the trainer switches glibc to reusing freed memory for the rest of the process
+    # (runtime/host_memory.py), and the reference loop must run with the defaults a plain script gets.
+    refs = {spec: reference_img_per_s(archs[spec], spec, args.steps) for spec in specs}
     rows = []
-    for spec in (CIFAR10,) + ((FASHION_MNIST,) if args.run else ()):
-        arch = args.arch if spec is CIFAR10 else "resnet26"
+    for spec in specs:
+        arch, ref = archs[spec], refs[spec]
         flops = 3 * count_flops(build_model(arch, spec.num_classes, 1 if spec.color_mode == "L" else 3),
                                 spec.input_size, 1 if spec.color_mode == "L" else 3)
         ours = ours_img_per_s(arch, spec, args.steps)
-        ref = reference_img_per_s(arch, spec, args.steps)
         rows.append([f"{arch} {spec.title}", f"{ours:.0f}", f"{ref:.0f}", f"{ours / ref:.2f}x",
                      f"{ours * flops / 1e9:.0f} ({ours * flops / 1e9 / peak_bf16:.0%} of bf16 peak)",
                      f"{ref * flops / 1e9:.0f} ({ref * flops / 1e9 / peak_fp32:.0%} of fp32 peak)"])
         if spec is FASHION_MNIST:
             fm_ours, fm_ref = ours, ref
+        if args.compile:
+            compiled = ours_img_per_s(arch, spec, args.steps, compile=True)
+            rows.append([f"{arch} {spec.title}, torch.compile", f"{compiled:.0f}", f"{ref:.0f}",
+                         f"{compiled / ref:.2f}x",
+                         f"{compiled * flops / 1e9:.0f} ({compiled * flops / 1e9 / peak_bf16:.0%} of bf16 peak)", ""])
     print_table(
         ["model / data", "ours img/s", "reference img/s", "speed-up", "ours GFLOP/s", "reference GFLOP/s"], rows
     )
 
     if args.profile:
+        # The allocator is already switched by the timed runs above, so the reference is profiled in a fresh
+        # process that never builds a Trainer.
         print(f"\nprofile, before: the reference loop, one epoch of {args.steps} steps ({args.arch}, CIFAR-10 shape)")
-        print(profile_table(reference_epoch(args.arch, CIFAR10, args.steps)))
+        print(subprocess.run([sys.executable, __file__, "--profile-reference", "--arch", args.arch,
+                              "--steps", str(args.steps)], check=True, capture_output=True, text=True).stdout)
         trainer = ours_trainer(args.arch, CIFAR10, args.steps)
         print(f"profile, after: ours, one epoch of {args.steps} steps ({args.arch}, CIFAR-10 shape)")
         print(profile_table(lambda: trainer.train_epoch(2)))

@@ -35,6 +35,7 @@ from cifarzoo.io.checkpoint import build, load_weights, save_checkpoint
 from cifarzoo.io.layout import LOCK_NAME, WEIGHTS_NAME
 from cifarzoo.models.specs import ARCHS
 from cifarzoo.registry import model_config
+from cifarzoo.runtime.host_memory import reuse_freed_memory
 from cifarzoo.runtime.torch_runner import TorchRunner
 from cifarzoo.training import run_files
 from cifarzoo.training.augment import BatchAugment
@@ -164,6 +165,10 @@ class Trainer:
         self.amp_dtype = _AMP_DTYPES[tcfg.precision]
         if tcfg.precision == "fp16" and self.device.type != "cuda":
             raise CifarzooError("train.precision = 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU")
+        if tcfg.reuse_host_memory and self.device.type == "cpu":
+            # Every step frees and reallocates activation-sized tensors; by default glibc unmaps them and the
+            # kernel faults them in again, which costs more than the ReLUs and adds that write them.
+            reuse_freed_memory()
         torch.manual_seed(tcfg.seed)  # model init: the same on every rank (DDP also broadcasts rank 0's)
 
         # The config's preprocessing (an ImageNet-pretrained arch normalises with ImageNet statistics) is what
