@@ -73,8 +73,8 @@ fi
 
 # 6. Time to 94% validation: ResNet-26 on the full data with a 7-epoch budget (~25 min each on 2 cores; set
 #    ABLATION=1 to include it). The default recipe cut to 7 epochs, the same with a shorter EMA (0.99), the
-#    `fast` variant (batch 256, lr 0.2, one-cycle, label smoothing 0.2, cutout 12), and it with cutout off. Measured on the
-#    validation split; the test split is only evaluated once at each run's end.
+#    `fast` variant (batch 256, lr 0.2, one-cycle, label smoothing 0.2, cutout 12), and it with cutout off.
+#    Measured on the validation split; the test split is only evaluated once at each run's end.
 if [ "${ABLATION:-0}" = 1 ]; then
   train resnet26-fm resnet26-fm-7ep --epochs 7
   train resnet26-fm resnet26-fm-7ep-ema99 --epochs 7 --set train.ema_decay=0.99

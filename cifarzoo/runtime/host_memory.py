@@ -19,7 +19,6 @@ No torch import: this is plain ``ctypes`` on the C library.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 
 # mallopt(3) parameter numbers, from glibc's <malloc.h>.
@@ -39,10 +38,9 @@ def reuse_freed_memory(top_pad_mib: int = 256) -> bool:
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    libc_name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        libc = ctypes.CDLL(libc_name)
-        mallopt = libc.mallopt
+        # The process's own symbols: the glibc already loaded, found without find_library's ldconfig subprocess.
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
