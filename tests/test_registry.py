@@ -6,11 +6,12 @@ import pytest
 
 from cifarzoo.data.specs import CIFAR10, DATASETS
 from cifarzoo.models.factory import build_model, count_flops, count_params
-from cifarzoo.registry import ZOO, get_entry, list_models, split_name
+from cifarzoo.registry import DEFAULT_MODEL, ZOO, get_entry, list_models, offline_default, split_name
 from cifarzoo.releases import (
     RELEASES_MODULE,
     RecipeRef,
     Release,
+    WeightsKind,
     WeightsSource,
     render_releases_module,
     write_releases_module,
@@ -116,6 +117,29 @@ def test_writer_renders_any_release_stably(tmp_path) -> None:
     assert _read_back(text) == {"plain26-fm": release, "resnet50-c10": release}
     assert render_releases_module(_read_back(text)) == text
     assert text.index('"plain26-fm"') < text.index('"resnet50-c10"')  # sorted, whatever the insertion order
+
+
+def test_offline_default_is_the_best_release_bundled_with_onnx() -> None:
+    def release(kind: WeightsKind, files: tuple[str, ...], top1: float | None) -> Release:
+        return Release(WeightsSource(kind=kind, location="x", sha256={f: "ff" for f in files}),
+                       {"test": {"top1": top1}} if top1 is not None else {}, "Apache-2.0", RecipeRef("x"), 5, 5)
+
+    with_onnx = ("model.safetensors", "model.onnx", "config.json")
+    releases = {
+        "resnet26-fm": release("bundled", with_onnx, 94.03),
+        "plain26-fm": release("bundled", ("model.safetensors", "config.json"), 94.56),  # better, but no ONNX
+        "resnet50-c10": release("hub", with_onnx, 95.6),  # better, but needs the network
+        "resnet34-fm": release("bundled", with_onnx, None),  # not measured yet
+    }
+    assert offline_default(releases) == "resnet26-fm"
+    releases["resnet34-fm"] = release("bundled", with_onnx, 94.2)
+    assert offline_default(releases) == "resnet34-fm"
+    releases["plain34-fm"] = release("bundled", with_onnx, 94.2)  # a tie: the first name alphabetically
+    assert offline_default(releases) == "plain34-fm"
+    with pytest.raises(ValueError, match="no release is bundled with an ONNX file"):
+        offline_default({"plain26-fm": releases["plain26-fm"]})
+    # The package's own default follows the same rule over the real releases.
+    assert offline_default({name: e.release for name, e in ZOO.items() if e.release is not None}) == DEFAULT_MODEL
 
 
 def test_release_rejects_what_it_cannot_record() -> None:
