@@ -12,7 +12,9 @@ Fashion-MNIST from a finished run's metrics.jsonl (ours, measured) and the refer
 number of epochs at its measured Fashion-MNIST throughput (an estimate: it assumes the reference recipe needs
 as many epochs). With ``--compile``, ours is also timed with ``train.compile=true``. With ``--profile``, one
 epoch of each loop also runs under ``torch.profiler`` and the top-10 operators by self CPU time are printed:
-the reference loop (before) and ours (after).
+the reference loop (before) and ours (after). With ``--breakdown``, it prints where one step of ours goes (the
+augmentation, forward and backward, the optimiser step, the EMA) and what the memory-bound operators of the
+first stage's activations cost against a plain copy of the same bytes, eager and compiled.
 """
 
 from __future__ import annotations
@@ -129,6 +131,93 @@ def profile_table(run_epoch: Callable[[], object], rows: int = 10) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)
 
 
+def _ms(fn: Callable[[], object], repeats: int = 10) -> float:
+    """Median milliseconds of ``fn`` after three warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def step_breakdown(arch: str, spec: DatasetSpec) -> None:
+    """Where one training step of ours goes, part by part, on one fixed batch."""
+    trainer = ours_trainer(arch, spec, steps=4)
+    indices = torch.arange(BATCH)
+    gen = torch.Generator().manual_seed(0)
+    x = trainer.augment(indices, gen).contiguous(memory_format=trainer.memory_format)
+    y = trainer.data.train_labels[indices]
+
+    def forward_backward() -> None:
+        trainer._forward_backward(x, y)
+        trainer.optimizer.zero_grad(set_to_none=True)
+
+    times = {
+        "augmentation (crop, flip, cutout on uint8, to bf16)":
+            _ms(lambda: trainer.augment(indices, gen).contiguous(memory_format=trainer.memory_format)),
+        "forward + backward": _ms(forward_backward),
+    }
+    trainer._forward_backward(x, y)  # gradients for the optimiser step to apply (it leaves them in place)
+    times["optimiser step"] = _ms(trainer.optimizer.step)
+    if trainer.ema is not None:
+        ema = trainer.ema
+        times["EMA update"] = _ms(lambda: ema.update(trainer.net))
+    step = _ms(lambda: trainer.train_step(x, y))
+    rows = [[name, f"{ms:.1f}", f"{ms / step:.1%}"] for name, ms in times.items()]
+    rows.append(["whole train_step (the above, less augmentation)", f"{step:.1f}", "100%"])
+    print(f"one step of ours, {arch} {spec.title}, batch {BATCH}:")
+    print_table(["part", "ms", "of the step"], rows)
+
+
+def _activation_op_rows(x: torch.Tensor, layout: str) -> list[list[object]]:
+    """Copy, ReLU and training-mode BatchNorm forward and backward on ``x`` in its memory format."""
+    channels = x.shape[1]
+    weight, bias = torch.ones(channels), torch.zeros(channels)
+    mean, var = torch.zeros(channels), torch.ones(channels)
+    grad = torch.randn_like(x)
+    _, saved_mean, saved_invstd = torch.native_batch_norm(x, weight, bias, mean, var, True, 0.1, 1e-5)
+    ops: dict[str, tuple[Callable[[], object], int]] = {
+        "copy": (lambda: x.clone(), 2),
+        "relu": (lambda: torch.relu(x), 2),
+        "BatchNorm forward": (lambda: torch.native_batch_norm(x, weight, bias, mean, var, True, 0.1, 1e-5), 3),
+        "BatchNorm backward": (lambda: torch.ops.aten.native_batch_norm_backward(
+            grad, x, weight, mean, var, saved_mean, saved_invstd, True, 1e-5, [True, True, True]), 5),
+    }
+    rows: list[list[object]] = []
+    for name, (fn, passes) in ops.items():
+        ms = _ms(fn)
+        rows.append([f"{name}, {layout}", f"{ms:.2f}", passes, f"{passes * x.nbytes / ms / 1e6:.1f}"])
+    return rows
+
+
+def memory_bound_ops(channels: int = 128, size: int = 32) -> None:
+    """The activation-sized operators of resnet50's first stage (bf16, batch 128) against a copy of the same
+    bytes: BatchNorm in channels_last (what the convolutions want) and in NCHW, and BatchNorm + ReLU compiled.
+    GB/s counts the passes over the tensor each operator needs at least (BatchNorm's backward: two reads of the
+    input and the gradient for the sums, then the write)."""
+    import torch.nn.functional as F
+
+    from cifarzoo.runtime.host_memory import reuse_freed_memory
+
+    reuse_freed_memory()
+    x = torch.randn(BATCH, channels, size, size).to(torch.bfloat16)
+    rows = _activation_op_rows(x.contiguous(memory_format=torch.channels_last), "channels_last")
+    rows += _activation_op_rows(x.contiguous(), "NCHW")
+    xl = x.contiguous(memory_format=torch.channels_last)
+    bn = nn.BatchNorm2d(channels).train()
+    bn_relu = torch.compile(lambda t: F.relu(bn(t)))
+    for label, fn, passes in (("torch.compile", bn_relu, 3), ("eager", lambda t: F.relu(bn(t)), 5)):
+        ms = _ms(lambda: fn(xl))  # noqa: B023 (called before the loop moves on)
+        rows.append([f"BatchNorm + ReLU forward, channels_last, {label}", f"{ms:.2f}", passes,
+                     f"{passes * xl.nbytes / ms / 1e6:.1f}"])
+    print(f"\nmemory-bound operators on one {BATCH}x{channels}x{size}x{size} bf16 activation "
+          f"({x.nbytes / 1e6:.1f} MB); GB/s counts the passes over it each operator needs at least:")
+    print_table(["operator", "ms", "passes", "GB/s"], rows)
+
+
 def time_to(run_dir: Path, target: float) -> tuple[int, float] | None:
     """The first epoch whose validation top-1 reaches ``target``, and the run's seconds up to it."""
     from cifarzoo.training.run_files import read_metrics
@@ -150,8 +239,16 @@ def main() -> None:
                         help="also profile one epoch of each loop (--arch, CIFAR-shaped) and print the top-10 ops")
     parser.add_argument("--compile", action="store_true",
                         help="also time ours with train.compile=true (the one-time compile is in the warm-up epoch)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only break one step of ours into its parts, and time the memory-bound operators")
     parser.add_argument("--profile-reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.breakdown:
+        print(f"machine: {machine()}\n")
+        step_breakdown(args.arch, CIFAR10)
+        step_breakdown("resnet26", FASHION_MNIST)  # its recipe keeps a weight EMA
+        memory_bound_ops()
+        return
     if args.profile_reference:
         print(profile_table(reference_epoch(args.arch, CIFAR10, args.steps)))
         return
