@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from cifarzoo.cli import app
 from cifarzoo.engines.html_report import CELL_IMAGES
-from cifarzoo.registry import DEFAULT_MODEL
+from cifarzoo.registry import DEFAULT_MODEL, ZOO
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -216,7 +216,7 @@ def test_demo_in_the_browser_shows_the_right_label(browser, quiet_gradio) -> Non
         watched = open_page(browser, url, allowed=(url,))
         page = watched.page
         assert page.input_value("#model-picker input") == DEFAULT_MODEL
-        assert "94.03" in page.inner_text("#model-card")  # the card's metrics, beside the image
+        assert f"{ZOO[DEFAULT_MODEL].top1:.2f}" in page.inner_text("#model-card")  # its metrics, beside the image
         for example in (EXAMPLES / "test00000_ankle-boot.png", RIGHT[3]):
             page.set_input_files("#input-image input[type=file]", str(example))
             page.wait_for_function(

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from cifarzoo.cli import app
 from cifarzoo.engines import demo as demo_engine
-from cifarzoo.registry import DEFAULT_MODEL, list_models
+from cifarzoo.registry import DEFAULT_MODEL, ZOO, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -124,8 +124,11 @@ def test_classify_batch_matches_one_by_one_and_gets_the_examples_right() -> None
 def test_model_card_has_the_metrics_and_the_picker_the_models_with_weights(tmp_path) -> None:
     model = demo_engine.load_demo_model(DEFAULT_MODEL, device="cpu")
     card = model.card
-    assert card.startswith(f"### {DEFAULT_MODEL}\n") and "4.11M parameters" in card and "28x28 grayscale" in card
-    assert "| test | 94.03 | 99.92 |" in card and "Ankle boot" in card
+    entry = ZOO[DEFAULT_MODEL]
+    assert card.startswith(f"### {DEFAULT_MODEL}\n") and "28x28 grayscale" in card
+    assert f"{entry.num_params / 1e6:.2f}M parameters" in card
+    top1, top5 = entry.metrics["test_top1"], entry.metrics["test_top5"]
+    assert f"| test | {top1:.2f} | {top5:.2f} |" in card and "Ankle boot" in card
     with_weights = list_models(pretrained=True)
     assert DEFAULT_MODEL in with_weights and "plain26-fm" in with_weights and "resnet50-c10" not in with_weights
     assert demo_engine.model_choices(DEFAULT_MODEL) == with_weights
