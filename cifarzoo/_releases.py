@@ -79,4 +79,40 @@ RELEASES = {
         epochs=25,
         best_epoch=25,
     ),
+    "resnet34-fm": Release(
+        source=WeightsSource(
+            kind="bundled",
+            location="resnet34-fm",
+            revision=None,
+            sha256={
+                "model.safetensors": "5cb217271c74edaade70e24c7b11f592bc960685998873a81a9a3e4d2e276bda",
+                "model.onnx": "ca9831de5a1b76d7fbe3199137e98c0856e7888f10b40967f2e17323abb1e70b",
+                "config.json": "27f29ae522690f25118528832177ef7f7fa4afdb10b4e7ae2d7105600ba5aa04",
+            },
+        ),
+        metrics={
+            "test": {
+                "top1": 94.75,
+                "top5": 99.96,
+                "top1_flip_tta": 94.78,
+                "ece": 0.0155,
+                "uncalibrated_ece": 0.0738,
+                "mca": 74.84,
+                "mca_relative": 0.7899,
+            },
+            "val": {
+                "top1": 95.2,
+            },
+        },
+        license="Apache-2.0",
+        recipe=RecipeRef(
+            name="resnet34-fm",
+            variant=None,
+            overrides=(
+                "train.log_grad_norms=true",
+            ),
+        ),
+        epochs=25,
+        best_epoch=24,
+    ),
 }
