@@ -40,7 +40,7 @@ browser:
 # The main job: the zoo, then the bundled Fashion-MNIST model on real test images, offline and torch-free (ONNX).
 run: $(STAMP)
 	$(BIN)/cifarzoo list
-	$(BIN)/cifarzoo info resnet26-fm
+	$(BIN)/cifarzoo info resnet34-fm
 	$(BIN)/cifarzoo predict examples/ --topk 3
 
 # The checkers: the layer contracts (import-linter), lint (ruff) and types (mypy), all configured in pyproject.toml.
