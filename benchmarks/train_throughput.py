@@ -196,8 +196,9 @@ def _activation_op_rows(x: torch.Tensor, layout: str) -> list[list[object]]:
 def memory_bound_ops(channels: int = 128, size: int = 32) -> None:
     """The activation-sized operators of resnet50's first stage (bf16, batch 128) against a copy of the same
     bytes: BatchNorm in channels_last (what the convolutions want) and in NCHW, and BatchNorm + ReLU compiled.
-    GB/s counts the passes over the tensor each operator needs at least (BatchNorm's backward: two reads of the
-    input and the gradient for the sums, then the write)."""
+    GB/s counts the passes over the tensor each operator needs at least: BatchNorm's forward reads the input for
+    the statistics and again to normalise it, then writes (3); its backward reads the input and the gradient for
+    the sums, reads both again and writes the input's gradient (5)."""
     import torch.nn.functional as F
 
     from cifarzoo.runtime.host_memory import reuse_freed_memory
