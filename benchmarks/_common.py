@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cifarzoo.engines.benchmark import machine_description as machine
-from cifarzoo.engines.benchmark import matmul_peak_gflops
+from cifarzoo.engines.benchmark import matmul_peak_gflops, median_seconds
 
-__all__ = ["machine", "matmul_peak_gflops", "print_table"]
+__all__ = ["machine", "matmul_peak_gflops", "median_seconds", "print_table"]
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

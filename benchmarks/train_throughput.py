@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, matmul_peak_gflops, print_table  # noqa: E402
+from _common import machine, matmul_peak_gflops, median_seconds, print_table  # noqa: E402
 
 from cifarzoo.data.specs import CIFAR10, FASHION_MNIST, DatasetSpec  # noqa: E402
 from cifarzoo.models.factory import build_model, count_flops  # noqa: E402
@@ -131,16 +131,9 @@ def profile_table(run_epoch: Callable[[], object], rows: int = 10) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)
 
 
-def _ms(fn: Callable[[], object], repeats: int = 10) -> float:
-    """Median milliseconds of ``fn`` after three warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
+def _ms(fn: Callable[[], object]) -> float:
+    """Median milliseconds of ``fn`` over 10 calls, after three warm-up calls."""
+    return median_seconds(fn, repeats=10, warmups=3) * 1e3
 
 
 def step_breakdown(arch: str, spec: DatasetSpec) -> None:

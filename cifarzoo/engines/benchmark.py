@@ -139,13 +139,15 @@ def configurations(backends: Sequence[str], precisions: Sequence[str]) -> list[t
     return pairs
 
 
-def _median_seconds(fn: LogitsFn, x: np.ndarray, repeats: int) -> float:
-    fn(x)  # two warm-ups: allocation, kernel selection and (onnxruntime) per-shape planning
-    fn(x)
+def median_seconds(fn: Callable[[], object], *, repeats: int, warmups: int = 2) -> float:
+    """The median wall-clock seconds of ``fn()`` over ``repeats`` calls, after ``warmups`` untimed ones (they pay
+    for allocation, kernel selection and, in onnxruntime, per-shape planning)."""
+    for _ in range(warmups):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn(x)  # returns host numpy logits, so a CUDA run is synchronised by the copy
+        fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -214,7 +216,8 @@ def benchmark(
         for batch_size in batch_sizes:
             x = parity_inputs(config, n=batch_size)
             for (backend, precision), fn in runners.items():
-                seconds = _median_seconds(fn, x, repeats)
+                # fn returns host numpy logits, so a CUDA run is synchronised by the copy.
+                seconds = median_seconds(lambda: fn(x), repeats=repeats)  # noqa: B023 (timed here)
                 rate = batch_size / seconds
                 achieved = rate * flops / 1e9
                 rows.append(BenchmarkRow(backend, precision, batch_size, seconds * 1000, rate, achieved,
