@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -384,7 +385,5 @@ def test_default_eval_report_is_onnx_and_never_imports_torch(tmp_path) -> None:
     assert "no Grad-CAM" in mistakes.full_text()  # ONNX has no gradients for Grad-CAM
     data = json.loads(doc.by_id("cell-data").full_text())
     assert data["classes"] == classes
-    cells: dict[str, int] = {}
-    for t, p in zip(truth, predicted):
-        cells[f"{t},{p}"] = cells.get(f"{t},{p}", 0) + 1
+    cells = Counter(f"{t},{p}" for t, p in zip(truth, predicted))
     assert {key: len(items) for key, items in data["cells"].items()} == cells  # every image pictured in its cell

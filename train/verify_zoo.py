@@ -4,7 +4,7 @@
     python train/verify_zoo.py resnet34-fm        # some of them
 
 Independent of the release script's path: the 10,000 test images and labels are read here straight from the
-idx files Debian's ``dataset-fashion-mnist`` installs (not through ``cifarzoo.data``), and each model is
+idx files Debian's ``dataset-fashion-mnist`` installs (not through ``cifarzoo.data``'s loader), and each model is
 loaded by name with ``cifarzoo.load(name)`` (torch backend, fp32) and asked for ``predict(images, topk=1)``,
 the way a user would. The table gives the recorded and the measured top-1 and their difference; the script
 exits 1 when any differs by more than 0.15 points (the zoo's tolerance).
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 import cifarzoo
+from cifarzoo.data.datasets import SYSTEM_FASHION_MNIST
 from cifarzoo.registry import ZOO
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TOLERANCE = 0.15  # percentage points
 
 
@@ -40,9 +40,9 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help="zoo names (default: every -fm entry with weights)")
     args = parser.parse_args()
     names = args.names or [n for n, e in ZOO.items() if e.dataset.tag == "fm" and e.weights.available]
-    images = read_idx(FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
-    print(f"{len(images)} test images from {FASHION_MNIST_DIR}\n")
+    images = read_idx(SYSTEM_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(SYSTEM_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz")
+    print(f"{len(images)} test images from {SYSTEM_FASHION_MNIST}\n")
     print("| model | recorded test top-1 | measured (load(name).predict) | difference |")
     print("|---|---|---|---|")
     failed = False
