@@ -43,6 +43,41 @@ RELEASES = {
         epochs=25,
         best_epoch=24,
     ),
+    "plain34-fm": Release(
+        source=WeightsSource(
+            kind="bundled",
+            location="plain34-fm",
+            revision=None,
+            sha256={
+                "model.safetensors": "02468ee38e914de3f786caa082f8cd5481de648e104353bf5b1b38bb8b22a6f3",
+                "config.json": "e5edb3e84fdae4cb7cee484c39faa9b5bec85c7e3cb2168308eaaa9f5f515922",
+            },
+        ),
+        metrics={
+            "test": {
+                "top1": 93.81,
+                "top5": 99.94,
+                "top1_flip_tta": 94.08,
+                "ece": 0.0167,
+                "uncalibrated_ece": 0.0745,
+                "mca": 69.46,
+                "mca_relative": 0.7405,
+            },
+            "val": {
+                "top1": 94.06,
+            },
+        },
+        license="Apache-2.0",
+        recipe=RecipeRef(
+            name="plain34-fm",
+            variant=None,
+            overrides=(
+                "train.log_grad_norms=true",
+            ),
+        ),
+        epochs=25,
+        best_epoch=25,
+    ),
     "resnet26-fm": Release(
         source=WeightsSource(
             kind="bundled",
@@ -50,7 +85,6 @@ RELEASES = {
             revision=None,
             sha256={
                 "model.safetensors": "7a6ba732de9d41e31839de3c30ff9a97a431bbbef81d497e621b6c0c8dfcac16",
-                "model.onnx": "7773f23bcd2307984ef78c8f069aa94d38baafac0148a6c2395a96ef587d64be",
                 "config.json": "072079680f3b3ce78b45cc2c0bddf670712598ade12d73b2116bb48996015e02",
             },
         ),
