@@ -17,6 +17,7 @@ from cifarzoo.cli import app
 from cifarzoo.data.preprocess import preprocess
 from cifarzoo.engines.explain import grad_cam, overlay
 from cifarzoo.errors import CifarzooError
+from cifarzoo.registry import DEFAULT_MODEL
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -123,7 +124,9 @@ def test_cli_explain(tmp_path, trained) -> None:
 
     result = runner.invoke(app, ["explain", str(image), "--out", str(tmp_path / "c.png"), "--class", "zebra"])
     assert result.exit_code == 1 and "--class 'zebra' is not one of the model's classes" in result.stderr
-    onnx_file = trained.config and Path(cifarzoo.io.resolve.resolve_model_dir("resnet26-fm")) / "model.onnx"
+    # The default release always ships an ONNX file (registry.offline_default); explain refuses it.
+    onnx_file = Path(cifarzoo.io.resolve.resolve_model_dir(DEFAULT_MODEL)) / "model.onnx"
+    assert onnx_file.is_file()
     result = runner.invoke(app, ["explain", str(image), "--model", str(onnx_file), "--out", str(tmp_path / "e.png")])
     assert result.exit_code == 1 and "explain needs the torch weights" in result.stderr
     bad = tmp_path / "bad.png"
