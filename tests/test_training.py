@@ -203,6 +203,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     data = TrainData(images[:64], labels[:64], images[64:], labels[64:], None, None, CIFAR10.classes,
                      CIFAR10.preprocess_config(), CIFAR10.tag)
     ctx = DistContext.from_env("cpu")
+    finished = False
     try:
         trainer = Trainer(recipe, Path(out), data, ctx, progress=False)
         rows = [trainer.train_epoch(epoch) for epoch in (1, 2)]
@@ -212,8 +213,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
             torch.save({"weights": trainer.net.state_dict(), "ema": trainer.eval_net.state_dict(),
                         "losses": [row["train_loss"] for row in rows], "n": report.n,
                         "logits": torch.from_numpy(gathered[-1])}, Path(out) / f"world{world}.pt")
+        finished = True
     finally:
-        ctx.close()
+        ctx.close(wait_for_all=finished)
 
 
 def _free_port() -> int:

@@ -64,6 +64,12 @@ class DistContext:
         if self.distributed:
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, *, wait_for_all: bool = False) -> None:
+        """Leave the process group. ``wait_for_all`` (on a normal finish) first waits for every rank: rank 0
+        hosts the rendezvous store, and a rank tearing down while another still finishes its last collective
+        can abort inside gloo ("terminate called without an active exception", seen once in the two-rank
+        test). Not after an error: the other ranks may never arrive, and the barrier would hang."""
         if self.distributed and dist.is_initialized():
+            if wait_for_all:
+                dist.barrier()
             dist.destroy_process_group()

@@ -551,6 +551,7 @@ def train(
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     if recipe.train.deterministic:
         torch.use_deterministic_algorithms(True)
+    finished = False
     try:
         _lock_run(lock, ctx)
         state = None
@@ -582,11 +583,13 @@ def train(
             trainer.load_state_dict(state)
             if ctx.is_main:
                 run_files.truncate_metrics(run_dir, trainer.start_epoch - 1)
-        return trainer.fit()
+        result = trainer.fit()
+        finished = True
+        return result
     finally:
         lock.release()
         torch.use_deterministic_algorithms(was_deterministic)
-        ctx.close()
+        ctx.close(wait_for_all=finished)
 
 
 def _lock_run(lock: RunLock, ctx: DistContext) -> None:
