@@ -16,10 +16,11 @@ import statistics
 from pathlib import Path
 
 from cifarzoo._releases import RELEASES
+from cifarzoo.io.layout import CONFIG_NAME
+from cifarzoo.io.resolve import resolve_weights
+from cifarzoo.registry import ZOO
 
-ROOT = Path(__file__).resolve().parents[1]
-GRIDS = ROOT / "docs" / "robustness"
-WEIGHTS = ROOT / "cifarzoo" / "weights"
+GRIDS = Path(__file__).resolve().parents[1] / "docs" / "robustness"
 
 
 def severity_mean(grid: dict, severity: int) -> float:
@@ -39,7 +40,8 @@ def main() -> None:
     print("|---|" + "---:|" * 9)
     for name in names:
         grid, test = grids[name], RELEASES[name].metrics["test"]
-        temperature = json.loads((WEIGHTS / name / "config.json").read_text())["calibration"]["temperature"]
+        config = json.loads((resolve_weights(ZOO[name]) / CONFIG_NAME).read_text())
+        temperature = config["calibration"]["temperature"]
         print(f"| {name} | {grid['clean_top1']:.2f} | {test['mca']:.2f} | {test['mca_relative']:.4f} | "
               + " | ".join(f"{severity_mean(grid, s):.2f}" for s in (1, 3, 5))
               + f" | {test['ece']:.4f} | {test['uncalibrated_ece']:.4f} | {temperature:.3f} |")

@@ -21,12 +21,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import cifarzoo
 from cifarzoo._releases import RELEASES
 from cifarzoo.io.layout import ONNX_NAME
-from cifarzoo.registry import DEFAULT_MODEL
+from cifarzoo.io.resolve import resolve_weights
+from cifarzoo.registry import DEFAULT_MODEL, ZOO
 from cifarzoo.releases import write_releases_module
-
-PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "cifarzoo" / "weights"
 
 
 def main() -> None:
@@ -39,27 +39,27 @@ def main() -> None:
         raise SystemExit(f"{args.name}: not a bundled release ({', '.join(sorted(RELEASES))})")
     if args.name == DEFAULT_MODEL:
         raise SystemExit(f"{args.name} is the offline default; `cifarzoo predict` needs its ONNX file")
-    folder = PACKAGE_WEIGHTS / (release.source.location or args.name)  # as the registry resolves it
     if ONNX_NAME not in release.source.sha256:
-        raise SystemExit(f"{folder}: the release ships no {ONNX_NAME}")
+        raise SystemExit(f"{args.name}: the release ships no {ONNX_NAME}")
+    folder = resolve_weights(ZOO[args.name])  # the registry's folder, every pinned file checked first
     recorded = release.metrics["test"]["top1"]
 
     # Move the file aside first, so the evaluation below cannot use it: it must export afresh, as a user would.
+    # It comes back unless the cache-exported model reproduces the recorded top-1.
     aside = Path(tempfile.mkdtemp()) / ONNX_NAME
     shutil.move(folder / ONNX_NAME, aside)
+    reproduced = False
     try:
         with tempfile.TemporaryDirectory() as cache:
-            os.environ["CIFARZOO_CACHE"] = cache  # read when the model is loaded, not at import
-            import cifarzoo  # torch and the engines: only once the cheap checks above have passed
-
+            os.environ["CIFARZOO_CACHE"] = cache  # read when the model is loaded
             # By folder: by name, the registry would still pin the file moved aside.
             model = cifarzoo.load(folder, device="cpu", backend="auto")
             result = cifarzoo.evaluate(model, model.config.dataset, split="test")
-    except BaseException:
-        shutil.move(aside, folder / ONNX_NAME)
-        raise
-    if round(result.top1, 2) != recorded:
-        shutil.move(aside, folder / ONNX_NAME)
+        reproduced = round(result.top1, 2) == recorded
+    finally:
+        if not reproduced:
+            shutil.move(aside, folder / ONNX_NAME)
+    if not reproduced:
         raise SystemExit(f"{args.name}: the cache-exported model gives {result.top1:.2f}%, not the recorded "
                          f"{recorded}%; {ONNX_NAME} kept")
     aside.unlink()
