@@ -15,6 +15,8 @@ reproduces them exactly. The torch backend is measured too and must agree. The m
 ``test_mca_relative`` (mCA / clean top-1) are measured the same way, and the whole grid is written to
 ``docs/robustness/<name>/`` (``corruptions.json`` and the heatmap), which
 ``cifarzoo eval --model <name> --dataset fashion-mnist --split test --corruptions all --json`` reproduces.
+The grid is the slow part (76 passes over the test set): ``--skip-corruptions`` releases without it, and
+``train/add_robustness.py <name>`` measures it later on the bundled files and adds it to the release.
 
 A released folder is a valid run folder too (its config keeps the recipe and epochs), so a release can be
 re-measured from its own weights: copy ``cifarzoo/weights/<name>`` out and pass the copy.
@@ -32,6 +34,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -69,6 +72,32 @@ def check_recipe(recipe: RecipeRef, recorded: object) -> None:
                          f"pass its --variant/--set:\n{lines}")
 
 
+def measure_corruptions(model: Any, clean_top1: float, robustness_dir: Path) -> dict[str, float]:
+    """The release's corruption grid on its test split: written to ``<robustness_dir>/<name>/``, summarised as
+    the ``mca`` and ``mca_relative`` test metrics. ``clean_top1`` is the release's own test top-1, which the grid's
+    clean pass must reproduce (one decode path, one network)."""
+    config = model.config
+    started = time.perf_counter()
+    robustness = cifarzoo.evaluate_corruptions(model, config.dataset, split="test", corruptions="all",
+                                               severities="1-5", seed=CORRUPTION_SEED)
+    if round(robustness.clean_top1, 2) != round(clean_top1, 2):
+        raise SystemExit(f"the corruption run's clean top-1 {robustness.clean_top1} is not eval's {clean_top1}")
+    print(f"corruptions: mCA {robustness.mean_corruption_accuracy:.2f}% "
+          f"({robustness.relative_robustness:.4f} of clean) in {time.perf_counter() - started:.0f} s")
+    write_robustness_report(robustness, robustness_dir / config.name)
+    return {"mca": robustness.mean_corruption_accuracy, "mca_relative": robustness.relative_robustness}
+
+
+def write_final_files(dest: Path, config: Any, ship_onnx: bool) -> dict[str, str]:
+    """Write ``config`` (carrying the release's metrics) into ``dest``, re-export its ONNX file when it ships one
+    (the file embeds the config), and return the sha256 pins of every bundled file. config.json is pinned too:
+    it carries the preprocessing and class names the model is used with."""
+    atomic_write_text(dest / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
+    if ship_onnx:
+        export(dest, fmt="onnx", check=True)
+    return {f: file_sha256(dest / f) for f in (WEIGHTS_NAME, ONNX_NAME, CONFIG_NAME) if (dest / f).is_file()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
@@ -78,6 +107,9 @@ def main() -> None:
     parser.add_argument("--license", default=DEFAULT_LICENSE, help="The weights' license, an SPDX id.")
     parser.add_argument("--no-onnx", action="store_true",
                         help="Bundle the weights and config only; --backend onnx/auto exports into the user's cache.")
+    parser.add_argument("--skip-corruptions", action="store_true",
+                        help="Release without the corruption grid (the slow part); add it later with "
+                             "train/add_robustness.py NAME.")
     parser.add_argument("--robustness-dir", type=Path, default=ROBUSTNESS_DOCS,
                         help="Where the corruption grid goes, as <dir>/<name>/corruptions.{json,png}.")
     args = parser.parse_args()
@@ -107,14 +139,7 @@ def main() -> None:
         raise SystemExit(f"backends disagree on the test set: onnx {test.top1} vs torch {test_torch.top1}")
     test_flip = cifarzoo.evaluate(default, dataset, split="test", tta="flip")
     val = cifarzoo.evaluate(default, dataset, split="val")
-    started = time.perf_counter()
-    robustness = cifarzoo.evaluate_corruptions(default, dataset, split="test", corruptions="all",
-                                               severities="1-5", seed=CORRUPTION_SEED)
-    if round(robustness.clean_top1, 2) != round(test.top1, 2):  # one decode path, one network: must agree
-        raise SystemExit(f"the corruption run's clean top-1 {robustness.clean_top1} is not eval's {test.top1}")
-    print(f"corruptions: mCA {robustness.mean_corruption_accuracy:.2f}% "
-          f"({robustness.relative_robustness:.4f} of clean) in {time.perf_counter() - started:.0f} s")
-    write_robustness_report(robustness, args.robustness_dir / name)
+    robustness = {} if args.skip_corruptions else measure_corruptions(default, test.top1, args.robustness_dir)
     run_metrics = trained.config.metrics
     # The Release rounds the metrics to their reported precision (top-1 to 2 decimals: exact on 10,000 test
     # images; ECE to 4). Its sha256 pins are filled in once the files are final, below.
@@ -122,8 +147,7 @@ def main() -> None:
         source=WeightsSource(kind="bundled", location=name),
         metrics={
             "test": {"top1": test.top1, "top5": test.top5, "top1_flip_tta": test_flip.top1, "ece": test.ece,
-                     "uncalibrated_ece": (test.uncalibrated or {"ece": test.ece})["ece"],
-                     "mca": robustness.mean_corruption_accuracy, "mca_relative": robustness.relative_robustness},
+                     "uncalibrated_ece": (test.uncalibrated or {"ece": test.ece})["ece"], **robustness},
             "val": {"top1": val.top1},
         },
         license=args.license,
@@ -134,10 +158,7 @@ def main() -> None:
     metrics = measured.flat_metrics()  # the same numbers the registry will show
     # Record the metrics in config.json, and re-export so the ONNX file's embedded config carries them too;
     # then check once more that the final files reproduce the recorded test accuracy.
-    config = torch_model.config.replace(metrics=metrics)
-    atomic_write_text(dest / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
-    if not args.no_onnx:
-        export(dest, fmt="onnx", check=True)
+    pins = write_final_files(dest, torch_model.config.replace(metrics=metrics), ship_onnx=not args.no_onnx)
     final = cifarzoo.evaluate(cifarzoo.load(dest, device="cpu", backend="auto"), dataset, split="test")
     if final.top1 != test.top1:
         raise SystemExit(f"re-exported ONNX gives {final.top1}, not the recorded {test.top1}")
@@ -146,8 +167,6 @@ def main() -> None:
     if total > SIZE_LIMIT:
         raise SystemExit(f"{PACKAGE_WEIGHTS} holds {total / 1e6:.1f} MB with {name}, over the "
                          f"{SIZE_LIMIT / 1e6:.0f} MB bundle limit")
-    # config.json is pinned too: it carries the preprocessing and class names the model is used with.
-    pins = {f: file_sha256(dest / f) for f in (WEIGHTS_NAME, ONNX_NAME, CONFIG_NAME) if (dest / f).is_file()}
     release = dataclasses.replace(measured, source=dataclasses.replace(measured.source, sha256=pins))
     print(f"wrote {dest} ({size / 1e6:.1f} MB): {json.dumps(metrics)}")
     module = write_releases_module({**RELEASES, name: release})
