@@ -120,7 +120,7 @@ RELEASES = {
             revision=None,
             sha256={
                 "model.safetensors": "5cb217271c74edaade70e24c7b11f592bc960685998873a81a9a3e4d2e276bda",
-                "model.onnx": "ca9831de5a1b76d7fbe3199137e98c0856e7888f10b40967f2e17323abb1e70b",
+                "model.onnx": "8a497911b9f0457f21d4a698a8a7c3f66f2c80bdb63f89cce1446fdc4fc40a2e",
                 "config.json": "27f29ae522690f25118528832177ef7f7fa4afdb10b4e7ae2d7105600ba5aa04",
             },
         ),

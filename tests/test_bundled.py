@@ -118,7 +118,8 @@ def test_int8_on_the_trained_model_keeps_top1_on_images_calibration_never_saw(tm
     shutil.copytree(resolve_model_dir(DEFAULT_MODEL), folder)
     result = export(folder, fmt="onnx", dtype="int8", check=True)  # raises below 99% top-1 agreement
     assert result.parity.n == 256 and result.parity.top1_agreement >= 0.99
-    assert result.path.stat().st_size < (folder / "model.onnx").stat().st_size / 3
+    # The bundled model.onnx stores its weights as fp16 (2 bytes each); int8 needs 1 byte each, plus the scales.
+    assert result.path.stat().st_size < (folder / "model.onnx").stat().st_size * 2 / 3
     fp32 = cifarzoo.evaluate(OnnxModel.from_file(folder / "model.onnx", device="cpu"), "fashion-mnist")
     int8 = cifarzoo.evaluate(OnnxModel.from_file(result.path, device="cpu"), "fashion-mnist")
     assert fp32.n == int8.n == 10_000 and round(fp32.top1, 2) == ZOO[DEFAULT_MODEL].metrics["test_top1"]

@@ -110,6 +110,45 @@ def test_fp16_onnx_is_written_with_float_io(checkpoints, tmp_path) -> None:
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.graph.initializer)
 
 
+@pytest.mark.parametrize("name", ["resnet26-fm", "resnet34-fm", "plain26-fm"])  # bottleneck, basic, no skips
+def test_fp16_storage_halves_an_fp16_checkpoint_and_changes_no_output(checkpoints, name, tmp_path) -> None:
+    """Weights saved in fp16 (as the bundled releases are) are stored as fp16 in the ONNX file, BatchNorm
+    unfolded; onnxruntime runs the same fp32 graph as the default export, so the logits are those of the default
+    export (to the last bits of fp32 rounding) and of torch (the parity check)."""
+    import onnx
+
+    folder = tmp_path / "fp16"
+    cifarzoo.load(checkpoints[name], backend="torch", device="cpu").save_pretrained(folder, dtype=torch.float16)
+    plain = export(folder, fmt="onnx", check=True, out=tmp_path / "plain.onnx")
+    compact = export(folder, fmt="onnx", check=True, out=tmp_path / "compact.onnx", fp16_storage=True)
+    assert compact.parity.relative_diff <= 1e-4 and compact.parity.top1_agreement == 1.0
+    assert compact.path.stat().st_size < 0.55 * plain.path.stat().st_size
+    stored = onnx.load(str(compact.path)).graph.initializer
+    assert sum(t.data_type == onnx.TensorProto.FLOAT16 for t in stored) >= 10
+    assert not [t.name for t in stored if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) > 1]
+    x = parity_inputs(cifarzoo.load(folder, backend="torch").config, n=64)
+    reference = OnnxModel.from_file(plain.path, device="cpu").logits(x)
+    np.testing.assert_allclose(OnnxModel.from_file(compact.path, device="cpu").logits(x), reference,
+                               rtol=0, atol=1e-5 * float(np.abs(reference).max()))
+
+
+def test_fp16_storage_keeps_weights_fp16_cannot_hold_in_fp32(checkpoints, tmp_path) -> None:
+    """fp32-trained weights are not fp16 values: storing them in fp16 would change the outputs, so they stay fp32."""
+    import onnx
+
+    result = export(checkpoints["resnet26-fm"], fmt="onnx", check=True, out=tmp_path / "m.onnx", fp16_storage=True)
+    convs = [t for t in onnx.load(str(result.path)).graph.initializer if len(t.dims) == 4]
+    assert convs and all(t.data_type == onnx.TensorProto.FLOAT for t in convs)
+    assert result.parity.relative_diff <= 1e-4
+
+
+def test_fp16_storage_is_for_fp32_onnx_only(checkpoints, tmp_path) -> None:
+    for fmt, dtype in (("onnx", "int8"), ("onnx", "fp16"), ("torchscript", "fp32")):
+        with pytest.raises(CifarzooError, match="--fp16-storage applies to fp32 ONNX files"):
+            export(checkpoints["resnet26-fm"], fmt=fmt, dtype=dtype, fp16_storage=True, out=tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fallback_exporter_is_used_and_reported(checkpoints, tmp_path, monkeypatch) -> None:
     real_export = torch.onnx.export
 

@@ -5,7 +5,8 @@
     python train/bundle.py runs/plain26-fm --no-onnx                 # weights only: ONNX from the user's cache
 
 Writes ``cifarzoo/weights/<name>/``: fp16 safetensors (half the size; loading casts back to fp32), the fp32
-ONNX export (parity-checked against torch, so ``cifarzoo predict`` takes the torch-free path; with
+ONNX export (its weights stored as the same fp16 values, which halves the file and changes no output:
+``fp16_storage``; parity-checked against torch, so ``cifarzoo predict`` takes the torch-free path; with
 ``--no-onnx`` it is exported into the user's cache on first use instead, which keeps the package small) and
 a config.json with the temperature fitted on the validation split (temperature scaling, on the fp16 weights
 as shipped) and the metrics re-measured on the bundled files with ``cifarzoo.evaluate`` through the same
@@ -94,7 +95,7 @@ def write_final_files(dest: Path, config: Any, ship_onnx: bool) -> dict[str, str
     it carries the preprocessing and class names the model is used with."""
     atomic_write_text(dest / CONFIG_NAME, json.dumps(config.to_dict(), indent=2) + "\n")
     if ship_onnx:
-        export(dest, fmt="onnx", check=True)
+        export(dest, fmt="onnx", check=True, fp16_storage=True)
     return {f: file_sha256(dest / f) for f in (WEIGHTS_NAME, ONNX_NAME, CONFIG_NAME) if (dest / f).is_file()}
 
 
@@ -127,7 +128,7 @@ def main() -> None:
     print(f"temperature {calibration.temperature} fitted on {calibration.fitted_on}: "
           f"ECE {calibration.ece_before} -> {calibration.ece_after}")
     if not args.no_onnx:
-        parity = export(dest, fmt="onnx", check=True).parity
+        parity = export(dest, fmt="onnx", check=True, fp16_storage=True).parity
         assert parity is not None  # check=True always measures it
         print(f"ONNX parity vs torch: {parity.describe()}")
 

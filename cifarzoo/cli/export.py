@@ -31,6 +31,11 @@ def export_command(
         None, "--calib-dir", help="int8: images to calibrate on [default: the model's dataset]."
     ),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder holding the model's dataset files."),
+    fp16_storage: bool = typer.Option(
+        False, "--fp16-storage",
+        help="fp32 ONNX: store the weights fp16 represents exactly as fp16 (half the file for fp16-saved "
+             "weights; the same outputs).",
+    ),
 ) -> None:
     """Export a model to ONNX or TorchScript. ONNX uses the torch.export-based exporter, falling back to the
     TorchScript-based one (the output says which); both have a dynamic batch axis."""
@@ -50,6 +55,7 @@ def export_command(
         check=check,
         calib_dir=calib_dir,
         data_dir=data_dir,
+        fp16_storage=fp16_storage,
     )
     typer.echo(f"wrote {result.path} ({result.format} {result.dtype}, exporter: {result.exporter})")
     if result.parity is not None:

@@ -82,6 +82,7 @@ def export(
     check: bool = False,
     calib_dir: str | None = None,
     data_dir: str | None = None,
+    fp16_storage: bool = False,
 ) -> Exported:
     """Export ``model`` (a zoo name, checkpoint folder or run folder).
 
@@ -89,7 +90,9 @@ def export(
     ``model.int8.onnx``, ``model.torchscript.pt``); for a zoo name, inside ``./NAME/``, next to a copy of its
     checkpoint, so the folder loads with ``--backend onnx``. ``check`` compares the export with torch on 256
     inputs and raises if it falls outside the tolerance (fp32: 1e-4 of the logit scale and identical top-1;
-    int8: 99% top-1 agreement on real images that calibration did not see).
+    int8: 99% top-1 agreement on real images that calibration did not see). ``fp16_storage`` (fp32 ONNX only)
+    stores the weights that fp16 represents exactly as fp16: about half the file for a checkpoint saved in fp16,
+    with the same outputs (:func:`cifarzoo.io.export.export_onnx`).
 
     A failure leaves nothing behind: no partial file, no file that failed its check, and no ``./NAME/`` folder
     made for it. A full disk or a read-only folder is a one-line error naming the file.
@@ -98,6 +101,8 @@ def export(
         raise CifarzooError(f"unknown format {fmt!r}; choose {' or '.join(EXPORT_FORMATS)}")
     if dtype not in ONNX_FILES or (fmt == "torchscript" and dtype != "fp32"):
         raise CifarzooError(f"--dtype {dtype} is not available for {fmt} (onnx: fp32, fp16, int8; torchscript: fp32)")
+    if fp16_storage and (fmt, dtype) != ("onnx", "fp32"):
+        raise CifarzooError(f"--fp16-storage applies to fp32 ONNX files, not to {fmt} {dtype}")
     source = resolve(model)
     if source.kind == "file":
         raise CifarzooError(f"{model}: already an exported file; export from its checkpoint folder")
@@ -117,7 +122,7 @@ def export(
         if copy_checkpoint:
             save_checkpoint(net.state_dict(), config, folder)
         return _export_file(net, config, target, fmt=fmt, dtype=dtype, opset=opset, check=check,
-                            calib_dir=calib_dir, data_dir=data_dir)
+                            calib_dir=calib_dir, data_dir=data_dir, fp16_storage=fp16_storage)
     except BaseException as exc:
         if made is not None:  # the ./NAME/ folder was made for this export only
             shutil.rmtree(made, ignore_errors=True)
@@ -137,13 +142,14 @@ def _export_file(
     check: bool,
     calib_dir: str | None,
     data_dir: str | None,
+    fp16_storage: bool = False,
 ) -> Exported:
     if fmt == "torchscript":
         result = ex.export_torchscript(net, config, target)
         # The file just written by us: trusted. On the CPU, like the torch reference it is compared with.
         candidate = TorchScriptModel.from_file(target, device="cpu", trust_code=True).logits
     elif dtype == "fp32":
-        result = ex.export_onnx(net, config, target, opset or ex.DEFAULT_OPSET)
+        result = ex.export_onnx(net, config, target, opset or ex.DEFAULT_OPSET, fp16_storage=fp16_storage)
         candidate = OnnxModel.from_file(target, device="cpu").logits
     else:
         fp32_path = target.with_name(target.stem + ".fp32-tmp.onnx")

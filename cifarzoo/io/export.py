@@ -40,12 +40,24 @@ def _example_input(config: ModelConfig, batch: int = 2) -> torch.Tensor:
 
 
 def export_onnx(
-    net: nn.Module, config: ModelConfig, path: str | os.PathLike, opset: int = DEFAULT_OPSET
+    net: nn.Module,
+    config: ModelConfig,
+    path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    *,
+    fp16_storage: bool = False,
 ) -> ExportResult:
     """fp32 ONNX with a dynamic batch axis (input ``input``, output ``logits``).
 
     Uses the torch.export-based exporter; falls back to the TorchScript-based one only if that fails, and
     says which it used.
+
+    ``fp16_storage`` halves the file of a model whose weights are fp16 values (a checkpoint saved in fp16, as the
+    bundled releases are) without changing a single output: BatchNorm is kept as its own node instead of being
+    folded into the convolution (the folded weights are no longer fp16 values), every initializer that fp16
+    represents exactly is stored as fp16 behind a Cast to float, and the rest stay fp32. Compute stays fp32:
+    onnxruntime folds the casts and the BatchNorms into the convolutions when it loads the file, so it runs the
+    same graph as the default export.
     """
     import onnx
 
@@ -56,6 +68,7 @@ def export_onnx(
             program = torch.onnx.export(
                 net, (x,), dynamo=True, input_names=["input"], output_names=["logits"], opset_version=opset,
                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},), verbose=False,
+                optimize=not fp16_storage,  # its optimiser folds BatchNorm; _fold_keeping_batchnorm does the rest
             )
             if program is None:  # dynamo=True always returns a program; None would be an exporter bug
                 raise RuntimeError("torch.onnx.export returned no program")
@@ -72,9 +85,46 @@ def export_onnx(
             )
             exporter = "torchscript"
         model = onnx.load(str(tmp))
+        if fp16_storage:
+            model = _store_exact_fp16(_fold_keeping_batchnorm(model) if exporter == "dynamo" else model)
         _set_metadata(model, config, exporter)
         onnx.save(model, str(tmp))
     return ExportResult(Path(path), exporter)
+
+
+def _fold_keeping_batchnorm(model: Any) -> Any:
+    """The unoptimised torch.export graph with its constants folded and dead nodes removed, but BatchNorm left
+    in place (the exporter's own optimiser would fold it into the convolutions)."""
+    from onnxscript import ir, optimizer
+
+    graph = ir.serde.deserialize_model(model)
+    optimizer.fold_constants(graph)
+    optimizer.remove_unused_nodes(graph)
+    return ir.serde.serialize_model(graph)
+
+
+def _store_exact_fp16(model: Any) -> Any:
+    """Store every float32 initializer whose values fp16 represents exactly as fp16, behind a Cast to float32
+    under its old name; the others are left as they are. Lossless by construction."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    initializers, casts = [], []
+    for tensor in graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        half = values.astype(np.float16)
+        if values.dtype != np.float32 or values.size < 2 or not np.array_equal(half.astype(np.float32), values):
+            initializers.append(tensor)  # scalars gain nothing; inexact values would change the outputs
+            continue
+        stored = numpy_helper.from_array(half, f"{tensor.name}.fp16")
+        initializers.append(stored)
+        casts.append(helper.make_node("Cast", [stored.name], [tensor.name], to=TensorProto.FLOAT,
+                                      name=f"{tensor.name}.to_fp32"))
+    nodes = casts + list(graph.node)  # the casts first: the node list must stay topologically sorted
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(initializers)
+    graph.node.extend(nodes)
+    return model
 
 
 def _set_metadata(model: Any, config: ModelConfig, exporter: str) -> None:
