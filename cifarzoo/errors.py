@@ -10,8 +10,23 @@ from __future__ import annotations
 import os
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, tabs, other control characters, Unicode
+    line separators) written as its escape, ``\\n``: messages quote file names and parsers' complaints about
+    file contents, which a malformed file can fill with line breaks."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 class CifarzooError(Exception):
-    """A user-facing error: the message alone must say what went wrong and, where it can, what to do."""
+    """A user-facing error: the message alone must say what went wrong and, where it can, what to do. It is always
+    one line (:func:`one_line`), whatever the text it quotes."""
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (one_line(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class ConfigError(CifarzooError, ValueError):
@@ -43,7 +58,7 @@ class ImageReadError(CifarzooError):
     def __init__(self, path: str, reason: str):
         super().__init__(f"{path}: {reason}")
         self.path = path
-        self.reason = reason
+        self.reason = one_line(reason)
 
 
 def display_path(path: object) -> str:

@@ -210,6 +210,30 @@ def test_lying_safetensors_headers_are_refused(scratch, weights, blob: bytes) ->
     assert loads_or_refuses(load_checkpoint, scratch) is None
 
 
+def test_a_header_that_quotes_a_line_break_is_still_a_one_line_error(scratch, weights) -> None:
+    """Found by the property above: safetensors' complaint quotes the header's text, here a dtype made of a line
+    break, and the message must stay one line (escaped), still naming the file."""
+    header = b'{"fc.weight": {"dtype": "\\n", "shape": [], "data_offsets": [0, 0]}}'
+    (scratch / WEIGHTS_NAME).write_bytes(struct.pack("<Q", len(header)) + header)
+    try:
+        with pytest.raises(CifarzooError) as refused:
+            load_checkpoint(scratch)
+    finally:
+        shutil.copyfile(weights / WEIGHTS_NAME, scratch / WEIGHTS_NAME)
+    message = str(refused.value)
+    assert "\n" not in message and "\\n" in message and str(scratch / WEIGHTS_NAME) in message
+
+
+@given(st.text())
+def test_error_messages_are_one_line_whatever_they_quote(text: str) -> None:
+    from cifarzoo.errors import one_line
+
+    shown = str(CifarzooError(f"file.png: {text}"))
+    assert len(shown.splitlines()) <= 1 and shown.isprintable()
+    assert shown == f"file.png: {text}" or not text.isprintable()  # printable text is left exactly as it was
+    assert one_line(shown) == shown
+
+
 @SLOW
 @given(st.sampled_from(["fc.weight", "fc.bias", "stem.1.running_var", "stem.1.num_batches_tracked"]),
        st.sampled_from([torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int8, torch.uint8,
