@@ -2,8 +2,9 @@
 
     python train/slim_release.py resnet26-fm
 
-The package's bundled models share one size budget (``bundle.SIZE_LIMIT``). An fp32 ONNX export is twice the
-fp16 safetensors, so when a new model needs the room, an older one that is not the offline default gives up its
+The package's bundled models share one size budget (``bundle.SIZE_LIMIT``). An ONNX file doubles a release's
+size (about as large as its fp16 safetensors when its weights are stored as fp16, ``train/compact_release.py``;
+twice that in fp32), so when a new model needs the room, an older one that is not the offline default gives up its
 ONNX file, as ``bundle.py --no-onnx`` would have made it: ``--backend onnx/auto`` then exports it into the user's
 cache on first use. Retraining or re-measuring the whole release is not needed (its weights do not change), but
 the claim is checked: the test split is evaluated again through the default backend, from a fresh cache (so

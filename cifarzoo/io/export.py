@@ -112,8 +112,8 @@ def _store_exact_fp16(model: Any) -> Any:
     initializers, casts = [], []
     for tensor in graph.initializer:
         values = numpy_helper.to_array(tensor)
-        half = values.astype(np.float16)
-        if values.dtype != np.float32 or values.size < 2 or not np.array_equal(half.astype(np.float32), values):
+        half = values.astype(np.float16) if values.dtype == np.float32 and values.size > 1 else None
+        if half is None or not np.array_equal(half.astype(np.float32), values):
             initializers.append(tensor)  # scalars gain nothing; inexact values would change the outputs
             continue
         stored = numpy_helper.from_array(half, f"{tensor.name}.fp16")
