@@ -149,4 +149,37 @@ RELEASES = {
         epochs=25,
         best_epoch=24,
     ),
+    "resnet50-fm": Release(
+        source=WeightsSource(
+            kind="bundled",
+            location="resnet50-fm",
+            revision=None,
+            sha256={
+                "model.safetensors": "617378ba41f0d544500774160fdf93635fab88853d52e8659060e6bc5e6dd51a",
+                "config.json": "012bd76f8128b1f81e0cf6285013baba7670fd428e9bfd6aa08f672b59efa023",
+            },
+        ),
+        metrics={
+            "test": {
+                "top1": 94.63,
+                "top5": 99.97,
+                "top1_flip_tta": 94.74,
+                "ece": 0.0153,
+                "uncalibrated_ece": 0.0751,
+            },
+            "val": {
+                "top1": 94.88,
+            },
+        },
+        license="Apache-2.0",
+        recipe=RecipeRef(
+            name="resnet50-fm",
+            variant=None,
+            overrides=(
+                "train.log_grad_norms=true",
+            ),
+        ),
+        epochs=25,
+        best_epoch=25,
+    ),
 }
