@@ -78,6 +78,39 @@ RELEASES = {
         epochs=25,
         best_epoch=25,
     ),
+    "plain50-fm": Release(
+        source=WeightsSource(
+            kind="bundled",
+            location="plain50-fm",
+            revision=None,
+            sha256={
+                "model.safetensors": "0f0de354f4c5583f34f16f4b920ef40dc056ea6689ad2de656da25e4d1acf515",
+                "config.json": "7421126f6c1b7148d9bd417f63d7850e8ccdcbe624dba9aa084f0c90b93c47d2",
+            },
+        ),
+        metrics={
+            "test": {
+                "top1": 93.34,
+                "top5": 99.93,
+                "top1_flip_tta": 93.54,
+                "ece": 0.0147,
+                "uncalibrated_ece": 0.0817,
+            },
+            "val": {
+                "top1": 93.54,
+            },
+        },
+        license="Apache-2.0",
+        recipe=RecipeRef(
+            name="plain50-fm",
+            variant=None,
+            overrides=(
+                "train.log_grad_norms=true",
+            ),
+        ),
+        epochs=25,
+        best_epoch=23,
+    ),
     "resnet26-fm": Release(
         source=WeightsSource(
             kind="bundled",
