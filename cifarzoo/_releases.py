@@ -189,7 +189,7 @@ RELEASES = {
             revision=None,
             sha256={
                 "model.safetensors": "617378ba41f0d544500774160fdf93635fab88853d52e8659060e6bc5e6dd51a",
-                "config.json": "012bd76f8128b1f81e0cf6285013baba7670fd428e9bfd6aa08f672b59efa023",
+                "config.json": "50aed7e2442e1e1675c38587dd5970544a8d51d2d8f479828907822a0112eb0c",
             },
         ),
         metrics={
@@ -199,6 +199,8 @@ RELEASES = {
                 "top1_flip_tta": 94.74,
                 "ece": 0.0153,
                 "uncalibrated_ece": 0.0751,
+                "mca": 73.05,
+                "mca_relative": 0.772,
             },
             "val": {
                 "top1": 94.88,
