@@ -85,7 +85,7 @@ RELEASES = {
             revision=None,
             sha256={
                 "model.safetensors": "0f0de354f4c5583f34f16f4b920ef40dc056ea6689ad2de656da25e4d1acf515",
-                "config.json": "7421126f6c1b7148d9bd417f63d7850e8ccdcbe624dba9aa084f0c90b93c47d2",
+                "config.json": "5187687d3598a359b30c351231ca7cfccf632ba69dcf7ae21919dacf559dc21f",
             },
         ),
         metrics={
@@ -95,6 +95,8 @@ RELEASES = {
                 "top1_flip_tta": 93.54,
                 "ece": 0.0147,
                 "uncalibrated_ece": 0.0817,
+                "mca": 65.7,
+                "mca_relative": 0.7038,
             },
             "val": {
                 "top1": 93.54,
